@@ -1,0 +1,37 @@
+# whysim: `make demo` indexes the bundled samples and serves the web UI; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DATA_DIR ?= whysim-data
+# torch/torchvision are pinned to the wheels this machine's pip can install offline.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: venv install install-test demo test bench lint clean
+
+$(VENV)/.installed-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-base pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed-base
+
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(VENV)/bin/whysim index samples/flowers --data-dir $(DATA_DIR)
+	$(VENV)/bin/whysim stats --data-dir $(DATA_DIR)
+
+test: install-test
+	$(PY) -m pytest -q
+
+bench: install-test
+	$(PY) tests/benchmarks/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(DATA_DIR) .pytest_cache test-artifacts

@@ -1,0 +1,165 @@
+"""`whysim index` and `whysim stats`, plus the options every whysim command shares."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog
+from indexer.datadir import CATALOG_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, DataDir, DataDirLocked, resolve_data_dir
+from indexer.imaging import DEFAULT_MAX_PIXELS
+from indexer.model.backbones import BACKBONES
+from indexer.model.loading import ModelLoadError, ModelRequest, build_branch, load_checkpoint
+from indexer.model.pooling import POOLINGS
+from indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun, ModelMismatch, default_workers
+from indexer.vectors import INDEX_KINDS, VectorStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, FileNotFoundError, ValueError)
+
+
+def data_dir_options(func: F) -> F:
+    """--data-dir and --catalog-url, on every command; the command receives `datadir: DataDir`."""
+    func = click.option("--catalog-url", envvar=CATALOG_URL_ENV, default=None,
+                        help=f"SQLAlchemy URL of the catalog (default: SQLite inside the data directory; ${CATALOG_URL_ENV}).")(func)
+    func = click.option("--data-dir", envvar=DATA_DIR_ENV, default=DEFAULT_DATA_DIR, show_default=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help=f"Where whysim keeps its catalog, vectors, thumbnails and caches (${DATA_DIR_ENV}).")(func)
+    return func
+
+
+def datadir_from(data_dir: Path, catalog_url: str | None) -> DataDir:
+    return resolve_data_dir(data_dir, catalog_url)
+
+
+def echo_json(payload: object) -> None:
+    click.echo(json.dumps(payload, sort_keys=True, default=str))
+
+
+MODEL_OPTION_NAMES = ("backbone", "weights", "input_size", "pooling", "gem_p")
+
+
+def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | None,
+                     values: dict[str, Any]) -> Any:
+    """The model the user asked for; None means "whatever the index already uses"."""
+    if model_path is not None:
+        return load_checkpoint(model_path)
+    explicit = {name for name in MODEL_OPTION_NAMES
+                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    active = _active_card(datadir)
+    if active is not None and not explicit:
+        return None
+    base = ModelRequest()
+    if active is not None and active.weights in ("imagenet", "none"):
+        base = ModelRequest(active.backbone, active.weights, active.input_size, active.pooling, active.gem_p)
+    overrides = {name: values[name] for name in explicit}
+    return build_branch(ModelRequest(**{**base.__dict__, **overrides}))
+
+
+def _active_card(datadir: DataDir) -> Any:
+    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+        return None
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        return Catalog(engine).active_model()
+    finally:
+        engine.dispose()
+
+
+@click.command("index")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@data_dir_options
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A trained checkpoint (directory with card.json and weights.pt) to embed with.")
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="lite0", show_default=True)
+@click.option("--weights", default="imagenet", show_default=True,
+              help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path.")
+@click.option("--input-size", type=int, default=224, show_default=True, help="Square input side, multiple of 32.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default="gem", show_default=True)
+@click.option("--gem-p", type=float, default=3.0, show_default=True, help="GeM exponent.")
+@click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to change the model).")
+@click.option("--prune", is_flag=True, help="Remove catalog entries and vectors of files that disappeared.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Images per forward pass (0: 64 on CPU, 256 on CUDA).")
+@click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
+              help="Decoding worker processes.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Images per catalog/vector commit.")
+@click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default="auto", show_default=True,
+              help="FAISS index kind; auto picks exact search for small collections.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images with more pixels than this (decompression bombs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary line.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.pass_context
+def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
+                  model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
+                  workers: int, chunk_size: int, index_type: str, max_pixels: int, as_json: bool,
+                  progress: bool | None, **model_values: Any) -> None:
+    """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
+    datadir = datadir_from(data_dir, catalog_url)
+    options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
+                           prune=prune, rebuild=rebuild, index_type=index_type, max_pixels=max_pixels,
+                           progress=sys.stderr.isatty() if progress is None else progress)
+    try:
+        requested = _requested_model(ctx, datadir, model_path, model_values)
+        report = IndexRun(directory, datadir, options, requested).run()
+    except IndexingInterrupted as stop:
+        click.echo(f"interrupted: {stop.report.summary()}; rerun the same command to continue", err=True)
+        ctx.exit(130)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+
+
+@click.command("stats")
+@data_dir_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> None:
+    """Counts, model and index type of a data directory."""
+    datadir = datadir_from(data_dir, catalog_url)
+    stats = collect_stats(datadir)
+    if as_json:
+        echo_json(stats)
+        return
+    click.echo(f"data directory: {datadir.root}")
+    counts = stats["status"]
+    click.echo(f"images: {stats['images']} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    click.echo(f"vectors: {stats['vectors']} in a {stats['index_type'] or 'missing'} index")
+    click.echo(f"model: {stats['model'] or 'none yet'}")
+    click.echo(f"collections: {', '.join(stats['collections']) or 'none'}")
+    click.echo(f"disk: {stats['disk_bytes'] / 1e6:.1f} MB")
+
+
+def collect_stats(datadir: DataDir) -> dict[str, Any]:
+    stats: dict[str, Any] = {"data_dir": str(datadir.root), "images": 0, "vectors": 0, "model": None,
+                             "model_card": None, "index_type": None, "status": {}, "collections": [],
+                             "disk_bytes": datadir.disk_bytes()}
+    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+        return stats
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        catalog = Catalog(engine)
+        counts = catalog.status_counts()
+        card = catalog.active_model()
+        stats.update(images=sum(counts.values()), status=counts,
+                     collections=sorted(catalog.collection_roots().values()),
+                     model=card.short_name() if card else None, model_card=card.to_dict() if card else None)
+    finally:
+        engine.dispose()
+    if datadir.vectors_path.exists():
+        store = VectorStore.load(datadir.vectors_path)
+        stats.update(vectors=len(store), index_type=store.kind)
+    return stats
+
+
+COMMANDS = [index_command, stats_command]

@@ -1,0 +1,88 @@
+"""Model card: everything needed to rebuild a branch and to decide whether two indexes are compatible."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+# Cosine similarity at or above which the untrained default calls a pair "similar".
+# Chosen on labelled pairs (same class vs different class) as the accuracy-maximising
+# cut for ImageNet Lite0 features; see README "Decision threshold". Trained models
+# carry their own threshold, chosen on their validation split.
+DEFAULT_THRESHOLD = 0.5
+
+CARD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Describes one Siamese branch. Two cards with the same `identity()` embed identically."""
+
+    backbone: str = "lite0"
+    weights: str = "imagenet"  # "imagenet", "none", "checkpoint" or a file path
+    weights_digest: str = ""
+    input_size: int = 224
+    pooling: str = "gem"
+    gem_p: float = 3.0
+    head_dim: int | None = None
+    dim: int = 0
+    threshold: float = DEFAULT_THRESHOLD
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    version: int = CARD_VERSION
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the embedding; a mismatch means vectors are not comparable."""
+        return {
+            "backbone": self.backbone,
+            "weights_digest": self.weights_digest,
+            "input_size": self.input_size,
+            "pooling": self.pooling,
+            "gem_p": self.gem_p if self.pooling == "gem" else None,
+            "head_dim": self.head_dim,
+            "dim": self.dim,
+        }
+
+    def short_name(self) -> str:
+        digest = self.weights_digest[:8] or "random"
+        pooling = f"gem{self.gem_p:g}" if self.pooling == "gem" else self.pooling
+        head = f"+head{self.head_dim}" if self.head_dim else ""
+        return f"{self.backbone}@{self.input_size}/{pooling}{head} ({self.weights}:{digest}, {self.dim}-d)"
+
+    def with_updates(self, **changes: Any) -> ModelCard:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {name for name in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"model card has unknown fields: {sorted(unknown)}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        return cls.from_json(path.read_text())

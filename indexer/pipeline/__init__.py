@@ -1,0 +1,1 @@
+"""The indexing pipeline: plan -> read/decode -> embed -> write, wired by `runner`."""

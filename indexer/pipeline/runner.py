@@ -1,0 +1,281 @@
+"""Runs one `whysim index`: owns the model, the store, the loop, the progress bar and the report."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog
+from indexer.catalog.schema import ImageStatus
+from indexer.datadir import DataDir
+from indexer.imaging import DEFAULT_MAX_PIXELS
+from indexer.model.branch import SiameseBranch
+from indexer.model.card import ModelCard
+from indexer.model.loading import load_for_card, store_checkpoint_copy
+from indexer.pipeline.embedding import Embedder, resolve_device
+from indexer.pipeline.planning import WorkItem, plan_collection
+from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
+from indexer.pipeline.reconcile import reconcile
+from indexer.pipeline.writing import ChunkWriter
+from indexer.scanning import scan_collection
+from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
+
+INDEX_TYPE_SETTING = "index_type"
+MAX_PASSES = 3
+
+
+class ModelMismatch(RuntimeError):
+    """The requested model differs from the one the existing index was built with."""
+
+
+class IndexingInterrupted(RuntimeError):
+    """Ctrl-C: everything embedded so far was saved; a rerun continues."""
+
+    def __init__(self, report: IndexReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2)))
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    device: str = "auto"
+    batch_size: int = 0  # 0: 64 on CPU, 256 on CUDA
+    workers: int = field(default_factory=default_workers)
+    chunk_size: int = 1024
+    flush_seconds: float = 30.0
+    prune: bool = False
+    rebuild: bool = False
+    index_type: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    progress: bool = True
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    removed: int = 0
+    missing: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    vectors: int = 0
+    index_type: str = ""
+    model: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.indexed} indexed", f"{self.unchanged} unchanged", f"{self.duplicates} duplicate",
+                 f"{self.failed} failed", f"{self.removed} removed"]
+        if self.missing:
+            parts.append(f"{self.missing} missing (use --prune to drop them)")
+        rate = f" ({self.images_per_second:.1f} images/s)" if self.indexed else ""
+        return ", ".join(parts) + f" in {self.seconds:.1f} s{rate}"
+
+
+def _describe_mismatch(active: ModelCard, requested: ModelCard) -> str:
+    a, r = active.identity(), requested.identity()
+    diffs = ", ".join(f"{key} {a[key]!r} -> {r[key]!r}" for key in a if a[key] != r[key])
+    return (f"this data directory's index was built with {active.short_name()}, "
+            f"not {requested.short_name()} ({diffs}). Re-embed everything with the new model "
+            f"by adding --rebuild, or drop the model options to keep using the existing one.")
+
+
+def _open_model(catalog: Catalog, datadir: DataDir, requested: SiameseBranch | None,
+                rebuild: bool) -> tuple[SiameseBranch, bool]:
+    """The branch to embed with, and whether the store must start empty."""
+    active = catalog.active_model()
+    if requested is None:
+        if active is None:
+            raise ValueError("no model: pass one, or index into a directory that has one")
+        return load_for_card(active, datadir.models_dir), rebuild
+    if active is not None and active.identity() != requested.card.identity() and not rebuild:
+        raise ModelMismatch(_describe_mismatch(active, requested.card))
+    fresh = rebuild or active is None or active.identity() != requested.card.identity()
+    if fresh:
+        if requested.card.weights not in ("imagenet", "none"):
+            store_checkpoint_copy(requested, datadir.models_dir)
+        catalog.set_active_model(requested.card)
+    return requested, fresh
+
+
+def _open_store(datadir: DataDir, dim: int, fresh: bool) -> VectorStore:
+    if not fresh and datadir.vectors_path.exists():
+        store = VectorStore.load(datadir.vectors_path)
+        if store.dim == dim:
+            return store
+    return VectorStore.empty(dim)
+
+
+class IndexRun:
+    def __init__(self, root: Path, datadir: DataDir, options: IndexOptions,
+                 requested_model: SiameseBranch | None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        if not root.is_dir():
+            raise FileNotFoundError(f"not a directory: {root}")
+        if options.index_type not in ("auto", *INDEX_KINDS):
+            raise ValueError(f"unknown index type {options.index_type!r}")
+        self.root = root.resolve()
+        self.datadir = datadir.ensure()
+        self.options = options
+        self.requested_model = requested_model
+        self.on_progress = on_progress
+        self.report = IndexReport()
+
+    def run(self) -> IndexReport:
+        started = time.perf_counter()
+        with self.datadir.writer_lock():
+            catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
+            try:
+                self._run(catalog, started)
+            finally:
+                catalog.engine.dispose()
+        return self.report
+
+    def _run(self, catalog: Catalog, started: float) -> None:
+        options, report = self.options, self.report
+        branch, fresh = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
+        if options.rebuild:
+            catalog.reset_all_to_pending()
+        store = _open_store(self.datadir, branch.card.dim, fresh)
+        repaired = reconcile(catalog, store)
+        report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
+        if repaired.changed or fresh:
+            store.save(self.datadir.vectors_path)
+
+        collection_id = catalog.collection_id(self.root)
+        assert collection_id is not None
+        plan = plan_collection(scan_collection(self.root), catalog.stored_files(collection_id))
+        report.unchanged = plan.unchanged
+        if plan.missing_ids and options.prune:
+            report.removed = catalog.delete_images(plan.missing_ids)  # rows first: see reconcile
+            store.remove(plan.missing_ids)
+            store.save(self.datadir.vectors_path)
+        else:
+            report.missing = len(plan.missing_ids)
+        if plan.new_files:
+            catalog.add_pending(collection_id, [(f.path, f.size, f.mtime_ns, f.label) for f in plan.new_files])
+
+        writer = ChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size, options.flush_seconds)
+        embedder = Embedder(branch, resolve_device(options.device))
+        attempted: set[int] = set()
+        changed = {item.image_id: item for item in plan.changed}
+        embed_started = time.perf_counter()
+        try:
+            for _ in range(MAX_PASSES):
+                work = self._work_items(catalog, collection_id, changed, attempted)
+                if not work:
+                    break
+                attempted.update(item.image_id for item in work)
+                changed = {}
+                self._embed_pass(work, embedder, writer, catalog)
+        except KeyboardInterrupt:
+            writer.flush()
+            self._finish(writer, store, catalog, started, embed_started, branch.card)
+            raise IndexingInterrupted(report) from None
+        writer.flush()
+        store = self._settle_index_type(catalog, writer.store)
+        self._finish(writer, store, catalog, started, embed_started, branch.card)
+
+    def _work_items(self, catalog: Catalog, collection_id: int, changed: dict[int, WorkItem],
+                    attempted: set[int]) -> list[WorkItem]:
+        work = dict(changed)
+        for path, stored in catalog.stored_files(collection_id).items():
+            if stored.status == ImageStatus.PENDING.value and stored.id not in attempted and stored.id not in work:
+                absolute = self.root / path
+                try:
+                    stat = absolute.stat()
+                    size, mtime = stat.st_size, stat.st_mtime_ns
+                except OSError:
+                    size, mtime = stored.size_bytes, stored.mtime_ns
+                work[stored.id] = WorkItem(stored.id, path, size, mtime, stored.sha256, stored.status)
+        return sorted(work.values(), key=lambda item: item.path)
+
+    def _loader(self, work: list[WorkItem], input_size: int, batch_size: int) -> DataLoader[ReadBatch]:
+        dataset = ImageFileDataset([ReadRequest(item.image_id, self.root / item.path) for item in work],
+                                   input_size, self.options.max_pixels)
+        workers = min(self.options.workers, max(0, len(work) // batch_size))
+        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_reads,
+                          worker_init_fn=init_reader_worker if workers else None,
+                          prefetch_factor=4 if workers else None, persistent_workers=False,
+                          pin_memory=torch.cuda.is_available() and self.options.device != "cpu")
+
+    def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
+        by_id = {item.image_id: item for item in work}
+        batch_size = self.options.batch_size or (256 if embedder.device.type == "cuda" else 64)
+        bar = tqdm(total=len(work), unit="img", desc="embedding", disable=not self.options.progress,
+                   dynamic_ncols=True, smoothing=0.1)
+        try:
+            for batch in self._loader(work, embedder.branch.input_size, batch_size):
+                self._handle_batch(batch, by_id, embedder, writer, catalog)
+                writer.maybe_flush()
+                bar.update(len(batch.results))
+                if self.on_progress:
+                    self.on_progress(len(batch.results))
+        finally:
+            bar.close()
+
+    def _handle_batch(self, batch: ReadBatch, by_id: dict[int, WorkItem], embedder: Embedder,
+                      writer: ChunkWriter, catalog: Catalog) -> None:
+        ok = [r for r in batch.results if r.error is None]
+        known = catalog.canonical_by_sha(r.sha256 for r in ok if r.sha256)
+        keep_rows: list[int] = []
+        to_embed = []
+        for row, result in enumerate(ok):
+            item = by_id[result.image_id]
+            sha = result.sha256 or ""
+            if (sha == item.previous_sha and item.previous_status == ImageStatus.INDEXED.value):
+                writer.unchanged(item)
+                continue
+            canonical = writer.shas_this_run.get(sha) or known.get(sha)
+            if canonical is not None and canonical != item.image_id:
+                writer.duplicate(item, result, canonical)
+                continue
+            writer.shas_this_run[sha] = item.image_id  # later copies in this batch are duplicates
+            keep_rows.append(row)
+            to_embed.append((item, result))
+        for result in batch.results:
+            if result.error is not None:
+                writer.failed(by_id[result.image_id], result)
+        if to_embed and batch.pixels is not None:
+            vectors = embedder(batch.pixels[keep_rows])
+            for (item, result), vector in zip(to_embed, vectors):
+                writer.indexed(item, result, vector)
+
+    def _settle_index_type(self, catalog: Catalog, store: VectorStore) -> VectorStore:
+        if self.options.index_type != "auto":
+            catalog.set_setting(INDEX_TYPE_SETTING, self.options.index_type)
+        wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
+        if wanted != store.kind:
+            store = store.converted(wanted)
+            store.save(self.datadir.vectors_path)
+        return store
+
+    def _finish(self, writer: ChunkWriter, store: VectorStore, catalog: Catalog, started: float,
+                embed_started: float, card: ModelCard) -> None:
+        report = self.report
+        report.indexed = writer.counts.indexed
+        report.unchanged += writer.counts.unchanged
+        report.duplicates = writer.counts.duplicates
+        report.failed = writer.counts.failed
+        report.seconds = round(time.perf_counter() - started, 3)
+        embed_seconds = time.perf_counter() - embed_started
+        report.images_per_second = round(report.indexed / embed_seconds, 2) if report.indexed else 0.0
+        report.vectors = len(store)
+        report.index_type = store.kind
+        report.model = card.short_name()

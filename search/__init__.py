@@ -1,0 +1,1 @@
+"""Query-time: top-k search over an index and paired Grad-CAM explanations."""

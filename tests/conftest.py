@@ -1,0 +1,74 @@
+"""Shared fixtures: generated image collections and fresh data directories (nothing from ../shared)."""
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.datadir import DataDir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = REPO_ROOT / "samples" / "flowers"
+
+
+def make_picture(seed: int, size: tuple[int, int] = (96, 72), kind: str = "blobs") -> Image.Image:
+    """A deterministic synthetic photo: coloured blobs or stripes on a gradient."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(0, 255, 3)
+    canvas = np.stack([base[c] * (0.5 + 0.5 * x / width) for c in range(3)], axis=-1)
+    if kind == "stripes":
+        period = rng.uniform(6, 18)
+        mask = (np.sin(2 * np.pi * (x + y * rng.uniform(-1, 1)) / period) > 0)[..., None]
+        canvas = np.where(mask, rng.uniform(0, 255, 3), canvas)
+    else:
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(6, 24)
+            blob = ((x - cx) ** 2 + (y - cy) ** 2 < r * r)[..., None]
+            canvas = np.where(blob, rng.uniform(0, 255, 3), canvas)
+    return Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_collection(tmp_path: Path) -> Callable[..., Path]:
+    """Builds a class-per-folder collection of generated JPEGs; returns its root."""
+
+    def build(classes: dict[str, int] | None = None, name: str = "photos") -> Path:
+        root = tmp_path / name
+        classes = classes or {"blobs": 4, "stripes": 4}
+        seed = 0
+        for label, count in classes.items():
+            (root / label).mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                seed += 1
+                kind = "stripes" if "stripe" in label else "blobs"
+                (root / label / f"{label}_{index:03d}.jpg").write_bytes(encode(make_picture(seed, kind=kind)))
+        return root
+
+    return build
+
+
+@pytest.fixture
+def datadir(tmp_path: Path) -> DataDir:
+    return DataDir(tmp_path / "data")
+
+
+@pytest.fixture
+def sample_collection(tmp_path: Path) -> Path:
+    """A copy of a few bundled real photos (two classes), safe to modify."""
+    root = tmp_path / "samples"
+    for label in ("daisy", "sunflower"):
+        shutil.copytree(SAMPLES / label, root / label)
+    return root

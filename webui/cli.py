@@ -1,0 +1,20 @@
+"""The `whysim` command: gathers the commands of every layer into one group."""
+from __future__ import annotations
+
+import click
+
+from indexer.cli import COMMANDS as INDEXER_COMMANDS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="whysim")
+def cli() -> None:
+    """Explainable image similarity search."""
+
+
+for _command in INDEXER_COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli()
