@@ -1,0 +1,1 @@
+"""Measuring retrieval and pair-verification quality on labelled collections."""
