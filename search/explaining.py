@@ -1,0 +1,132 @@
+"""Paired Grad-CAM for a Siamese branch: factual and counterfactual maps for query and hit.
+
+For a pair (q, h) with similarity s = <f(q), f(h)>, each image's map uses the gradient of s
+with respect to *its own* target-layer activations A (never the partner's):
+
+    w_c = mean_xy ds/dA_c          (channel weights, Grad-CAM)
+    factual        = ReLU(sum_c  sign * w_c * A_c)
+    counterfactual = ReLU(sum_c -sign * w_c * A_c)
+
+where sign = +1 when the verdict is "similar" (s >= threshold) and -1 otherwise, so the
+factual map always shows the evidence for the model's verdict and the counterfactual map
+the evidence against it. No clamp sits between the embeddings and s, so confident pairs
+keep their gradients. Maps are normalised by their maximum plus an epsilon, so an all-zero
+map stays zero instead of becoming NaN.
+
+Batching: the backbone runs once, without gradients, over the query and the k hits; the
+target-layer activations then become leaves (the query's repeated once per pair) and only
+the tail (pooling, head, normalisation, inner product) is differentiated. Because s of pair
+i depends only on pair i's leaves, one backward pass over sum_i s_i yields every pair's own
+gradients — the same values full backpropagation through the backbone would give.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from indexer.model.branch import SiameseBranch
+
+MAP_EPSILON = 1e-7
+SIMILAR = "similar"
+DISSIMILAR = "dissimilar"
+
+
+@dataclass(frozen=True)
+class SideMaps:
+    """One image's maps at the target layer's resolution (h, w), values in [0, 1]."""
+
+    factual: np.ndarray
+    counterfactual: np.ndarray
+
+
+@dataclass(frozen=True)
+class PairExplanation:
+    similarity: float
+    verdict: str
+    threshold: float
+    query: SideMaps
+    hit: SideMaps
+
+
+def _normalise(cams: torch.Tensor) -> torch.Tensor:
+    peak = cams.flatten(1).amax(dim=1).view(-1, 1, 1)
+    return cams / (peak + MAP_EPSILON)
+
+
+def grad_cam_pair_weights(branch: SiameseBranch, query_fmap: torch.Tensor,
+                       hit_fmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Similarities (k,) and the Grad-CAM channel weights of query and hits, each (k, C).
+
+    `query_fmap` is (1, C, h, w) and `hit_fmaps` (k, C, h', w'), both from `branch.feature_maps`.
+    """
+    count = hit_fmaps.shape[0]
+    query_leaves = query_fmap.detach().float().expand(count, -1, -1, -1).clone().requires_grad_(True)
+    hit_leaves = hit_fmaps.detach().float().clone().requires_grad_(True)
+    with torch.enable_grad():
+        similarity = (branch.embed_feature_maps(query_leaves) * branch.embed_feature_maps(hit_leaves)).sum(dim=1)
+        query_grads, hit_grads = torch.autograd.grad(similarity.sum(), [query_leaves, hit_leaves])
+    return similarity.detach(), query_grads.mean(dim=(2, 3)), hit_grads.mean(dim=(2, 3))
+
+
+def _side_maps(weights: torch.Tensor, activations: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    signed = weights * sign.view(-1, 1)
+    raw = torch.einsum("kc,kchw->khw", signed, activations)
+    return _normalise(F.relu(raw)), _normalise(F.relu(-raw))
+
+
+class PairExplainer:
+    """Explains (query, hit) pairs for one branch; stateless apart from the model."""
+
+    def __init__(self, branch: SiameseBranch, threshold: float | None = None) -> None:
+        self.branch = branch.eval()
+        self.threshold = float(branch.card.threshold if threshold is None else threshold)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.branch.parameters()).device
+
+    @torch.no_grad()
+    def feature_maps(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Target-layer activations of uint8 images (B, 3, S, S)."""
+        return self.branch.feature_maps(pixels.to(self.device)).float()
+
+    def explain(self, query_pixels: torch.Tensor, hit_pixels: torch.Tensor) -> list[PairExplanation]:
+        """Maps for each (query, hit_i) pair from one batched forward and one backward pass.
+
+        `query_pixels` is (3, S, S) or (1, 3, S, S); `hit_pixels` is (k, 3, S, S); uint8.
+        """
+        if query_pixels.dim() == 3:
+            query_pixels = query_pixels.unsqueeze(0)
+        if hit_pixels.dim() != 4 or hit_pixels.shape[0] == 0:
+            raise ValueError("need at least one hit image of shape (k, 3, S, S)")
+        fmaps = self.feature_maps(torch.cat([query_pixels, hit_pixels]))
+        return self.explain_feature_maps(fmaps[:1], fmaps[1:])
+
+    def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> list[PairExplanation]:
+        similarity, query_weights, hit_weights = grad_cam_pair_weights(self.branch, query_fmap, hit_fmaps)
+        sign = torch.where(similarity >= self.threshold, 1.0, -1.0)
+        count = hit_fmaps.shape[0]
+        query_acts = query_fmap.float().expand(count, -1, -1, -1)
+        query_factual, query_counter = _side_maps(query_weights, query_acts, sign)
+        hit_factual, hit_counter = _side_maps(hit_weights, hit_fmaps.float(), sign)
+        return [
+            PairExplanation(
+                similarity=float(similarity[i]),
+                verdict=SIMILAR if sign[i] > 0 else DISSIMILAR,
+                threshold=self.threshold,
+                query=SideMaps(query_factual[i].cpu().numpy(), query_counter[i].cpu().numpy()),
+                hit=SideMaps(hit_factual[i].cpu().numpy(), hit_counter[i].cpu().numpy()),
+            )
+            for i in range(count)
+        ]
+
+
+def upsample_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear upsampling of a (h, w) map to (height, width), renormalised to [0, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    resized = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    resized = resized.clamp(min=0)
+    return (resized / (resized.max() + MAP_EPSILON)).numpy()
