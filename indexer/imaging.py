@@ -20,6 +20,10 @@ class ImageRejected(ValueError):
     """The file is not an image we can use; the message is the reason recorded in the catalog."""
 
 
+class ImageTooLarge(ImageRejected):
+    """The image has more pixels than allowed (or is a decompression bomb)."""
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     image: Image.Image  # RGB, EXIF orientation applied
@@ -68,7 +72,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageRejected(
+                raise ImageTooLarge(
                     f"too many pixels: {width}x{height} exceeds the limit of {max_pixels:,}")
             if width == 0 or height == 0:
                 raise ImageRejected("image has no pixels")
@@ -81,7 +85,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"decompression bomb refused: {exc}") from exc
+        raise ImageTooLarge(f"decompression bomb refused: {exc}") from exc
     except UnidentifiedImageError:
         raise ImageRejected("not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError) as exc:

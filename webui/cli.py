@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 
 from indexer.cli import COMMANDS as INDEXER_COMMANDS
+from search.cli import COMMANDS as SEARCH_COMMANDS
+from webui.commands import COMMANDS as WEBUI_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,7 +14,7 @@ def cli() -> None:
     """Explainable image similarity search."""
 
 
-for _command in INDEXER_COMMANDS:
+for _command in [*INDEXER_COMMANDS, *SEARCH_COMMANDS, *WEBUI_COMMANDS]:
     cli.add_command(_command)
 
 

@@ -1,0 +1,126 @@
+"""Reading and checking API parameters; every problem becomes a 400 (or 415) with a clear message."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from search.engine import MAX_IMAGE_ID
+from search.settings import ApiSettings
+from search.uploads import parse_query_ref
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def integer(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadRequest(f"{name} must be an integer")
+    text = str(value).strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise BadRequest(f"{name} must be an integer, got {text[:40]!r}")
+    number = int(text) if len(text) < 30 else high + 1
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {text[:40]}")
+    return number
+
+
+def score(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadRequest(f"{name} must be a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {str(value)[:40]!r}") from None
+    if math.isnan(number) or not -1.0 <= number <= 1.0:
+        raise BadRequest(f"{name} must be a cosine similarity between -1 and 1")
+    return number
+
+
+def image_id(value: Any, name: str = "image_id") -> int:
+    return integer(value, name, 1, MAX_IMAGE_ID)
+
+
+def query_ref(value: Any) -> str | int:
+    if not isinstance(value, str):
+        raise BadRequest("query must be a string")
+    try:
+        return parse_query_ref(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def required(args: Any, name: str) -> Any:
+    value = args.get(name)
+    if value is None or value == "":
+        raise BadRequest(f"missing parameter '{name}'")
+    return value
+
+
+def choice(args: Any, name: str, options: tuple[str, ...], default: str | None = None) -> str:
+    value = args.get(name, default)
+    if value is None:
+        raise BadRequest(f"missing parameter '{name}' (one of {', '.join(options)})")
+    if value not in options:
+        raise BadRequest(f"{name} must be one of {', '.join(options)}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    upload: bytes | None
+    image_id: int | None
+    digest: str | None
+    k: int
+    offset: int
+    min_score: float | None
+
+
+def _fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
+    """The request's fields (query string, then body) and the uploaded file's bytes, if any."""
+    fields: dict[str, Any] = dict(request.args.items())
+    if request.method == "GET":
+        return fields, None
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("the JSON body must be an object, e.g. {\"image_id\": 12, \"k\": 10}")
+        fields.update(body)
+        return fields, None
+    if request.mimetype in FORM_TYPES:
+        if "image" in request.form:
+            raise BadRequest("'image' must be sent as a file (multipart/form-data), not as a text field")
+        fields.update(request.form.items())
+        upload = request.files.get("image")
+        return fields, (upload.read() if upload is not None else None)
+    if not request.mimetype and not request.content_length:
+        return fields, None
+    raise UnsupportedMediaType("send multipart/form-data with an 'image' file, or a form or JSON body "
+                               "with 'image_id' or 'query'")
+
+
+def search_params(request: Request, settings: ApiSettings) -> SearchParams:
+    fields, upload = _fields(request)
+    given = [name for name, present in (("image", upload is not None), ("image_id", "image_id" in fields),
+                                        ("query", "query" in fields)) if present]
+    if len(given) != 1:
+        problem = "nothing to search for" if not given else f"give only one of {', '.join(given)}"
+        raise BadRequest(f"{problem}: upload an 'image' file, or give an indexed 'image_id', "
+                         "or the 'query' digest of an earlier upload")
+    digest = None
+    if "query" in fields:
+        ref = query_ref(fields["query"])
+        if isinstance(ref, int):
+            raise BadRequest("query must be the SHA-256 digest of an earlier upload; use image_id for an image")
+        digest = ref
+    min_score = fields.get("min_score")
+    return SearchParams(
+        upload=upload,
+        image_id=image_id(fields["image_id"]) if "image_id" in fields else None,
+        digest=digest,
+        k=integer(fields.get("k", settings.default_k), "k", 1, settings.max_k),
+        offset=integer(fields.get("offset", 0), "offset", 0, settings.max_offset),
+        min_score=score(min_score, "min_score") if min_score not in (None, "") else None,
+    )

@@ -1,0 +1,88 @@
+"""Explanations on demand: resolves the query (an upload held by digest, or an indexed image) and
+the hit, computes their paired Grad-CAM maps once per (query, hit, model), renders overlays."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from PIL import Image
+
+from search.cache import LRUCache
+from search.engine import SearchEngine
+from search.explaining import PairExplanation, SideMaps
+from search.overlays import heatmap_overlay
+from search.pictures import Picture, image_version
+from search.uploads import UploadCache
+
+DEFAULT_EXPLANATION_CACHE_SIZE = 256
+DEFAULT_PICTURE_CACHE_SIZE = 64
+SIDES = ("query", "hit")
+KINDS = ("factual", "counterfactual")
+
+
+@dataclass(frozen=True)
+class ExplainedImage:
+    key: str  # the upload's digest, or the image id as text
+    picture: Picture
+    version: str  # changes when the content changes
+    uploaded: bool = False
+
+
+@dataclass(frozen=True)
+class ExplainedPair:
+    query: ExplainedImage
+    hit_id: int
+    hit: ExplainedImage
+    explanation: PairExplanation
+    version: str  # changes when the model or either image changes: versions overlay URLs
+
+    def maps(self, side: str) -> SideMaps:
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {', '.join(SIDES)}")
+        return self.explanation.query if side == "query" else self.explanation.hit
+
+    def overlay(self, side: str, kind: str) -> Image.Image:
+        """The map blended over the displayed image (EXIF-corrected, at most the display side)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        maps = self.maps(side)
+        picture = self.query.picture if side == "query" else self.hit.picture
+        return heatmap_overlay(picture.display, maps.factual if kind == "factual" else maps.counterfactual)
+
+
+class Explanations:
+    def __init__(self, engine: SearchEngine, uploads: UploadCache,
+                 cache_size: int = DEFAULT_EXPLANATION_CACHE_SIZE,
+                 picture_cache_size: int = DEFAULT_PICTURE_CACHE_SIZE) -> None:
+        self.engine = engine
+        self.uploads = uploads
+        self.cache: LRUCache[PairExplanation] = LRUCache(cache_size)
+        self.pictures: LRUCache[Picture] = LRUCache(picture_cache_size)
+
+    def indexed_image(self, image_id: int) -> ExplainedImage:
+        info = self.engine.image(image_id)
+        version = image_version(info)
+        key = (info.id, version, self.engine.model_key)  # the model decides the pixels' size
+        picture = self.pictures.get(key)
+        if picture is None:
+            picture = self.engine.picture_of(info)
+            self.pictures.put(key, picture)
+        return ExplainedImage(str(info.id), picture, version)
+
+    def query_image(self, ref: str | int) -> ExplainedImage:
+        """An image id, or an upload's digest (see parse_query_ref); raises QueryExpired, UnknownImage."""
+        if isinstance(ref, int):
+            return self.indexed_image(ref)
+        uploaded = self.uploads.get(ref, self.engine.model_key)
+        return ExplainedImage(uploaded.digest, uploaded.picture, uploaded.digest[:16], uploaded=True)
+
+    def explain(self, query_ref: str | int, hit_id: int) -> ExplainedPair:
+        query = self.query_image(query_ref)
+        hit = self.indexed_image(hit_id)
+        key = (query.key, query.version, hit_id, hit.version, self.engine.model_key)
+        explanation = self.cache.get(key)
+        if explanation is None:
+            explanation = self.engine.explain(query.picture, [hit.picture])[0]
+            self.cache.put(key, explanation)
+        version = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        return ExplainedPair(query, hit_id, hit, explanation, version)

@@ -1,0 +1,74 @@
+"""One real index of generated images, built once per session with the real `whysim index`,
+and a Flask app serving it. Tests that change an index work on a copy (`index_copy`)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog, ImageInfo
+from indexer.datadir import DataDir
+from search.engine import SearchEngine
+from search_layer.collection import build_collection, run_index
+from webui.app import create_app
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """11 indexable images (5 blobs, 5 stripes, 1 EXIF-rotated), 1 byte-identical copy, 1 truncated file."""
+    return build_collection(tmp_path_factory.mktemp("search") / "photos")
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory, collection: Path) -> DataDir:
+    datadir = DataDir(tmp_path_factory.mktemp("index") / "data")
+    run_index(collection, datadir)
+    return datadir
+
+
+@pytest.fixture(scope="session")
+def images(built_index: DataDir) -> dict[str, ImageInfo]:
+    """Every catalogued image by its relative path."""
+    engine = open_catalog_engine(built_index.catalog_url)
+    try:
+        return {info.path: info for info in Catalog(engine).list_images(None, 0, 1000)}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def index_copy(built_index: DataDir, tmp_path: Path) -> DataDir:
+    """A private copy of the built index (same collection), safe to change."""
+    copy = DataDir(tmp_path / "data-copy")
+    shutil.copytree(built_index.root, copy.root, ignore=shutil.ignore_patterns("thumbnails", "writer.lock"))
+    return copy
+
+
+@pytest.fixture(scope="session")
+def engine(built_index: DataDir) -> Iterator[SearchEngine]:
+    opened = SearchEngine.open(built_index)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def make_app() -> Callable[..., Flask]:
+    def build(datadir: DataDir, **config: object) -> Flask:
+        return create_app({"TESTING": True, "WHYSIM_DATA_DIR": str(datadir.root), **config})
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def app(make_app: Callable[..., Flask], built_index: DataDir) -> Flask:
+    return make_app(built_index)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

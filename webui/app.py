@@ -1,0 +1,32 @@
+"""Application factory: builds the Flask app for one data directory and mounts the search API."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from indexer.datadir import resolve_data_dir
+from search.api import register_api
+from search.engine import SearchEngine
+from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
+    "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
+    "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """`config` overrides DEFAULT_CONFIG and the WHYSIM_* limits of search.settings.ApiSettings."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULT_CONFIG)
+    if config:
+        app.config.from_mapping(config)
+    settings = ApiSettings.from_config(app.config)
+    datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
+    engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
+                               display_side=settings.display_side, check_interval_s=settings.index_check_interval_s)
+    register_api(app, engine, settings)
+    return app
