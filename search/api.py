@@ -16,7 +16,7 @@ from indexer.catalog.repository import ImageInfo
 from indexer.catalog.schema import ImageStatus
 from search import api_params
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
-from search.engine import Hit, IndexNotReady, SearchEngine, UploadedQuery
+from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
 from search.explanations import KINDS, SIDES, ExplainedPair, Explanations
 from search.openapi import openapi_document
 from search.overlays import png_bytes
@@ -129,21 +129,24 @@ def _uploaded(data: bytes) -> UploadedQuery:
     return uploaded
 
 
-@route("/search", methods=("GET", "POST"))
+def _query(params: api_params.SearchParams) -> tuple[SearchQuery, dict[str, Any]]:
+    """What to search with, and how to describe it to the client."""
+    s = services()
+    if params.image_id is not None:
+        info = s.engine.image(params.image_id)
+        return s.engine.query_for_image(info), {"kind": "image", "key": str(info.id), **image_json(info)}
+    if params.upload is not None:
+        uploaded = _uploaded(params.upload)
+    else:
+        uploaded = s.uploads.get(params.digest or "", s.engine.model_key)
+    return uploaded.query, upload_json(uploaded)
+
+
+@route("/search", methods=("POST",))
 def search() -> Response:
     s = services()
     params = api_params.search_params(request, s.settings)
-    if params.upload is not None or params.digest is not None:
-        if params.upload is not None:
-            uploaded = _uploaded(params.upload)
-        else:
-            uploaded = s.uploads.get(params.digest or "", s.engine.model_key)
-        query, described = uploaded.query, upload_json(uploaded)
-    else:
-        assert params.image_id is not None
-        info = s.engine.image(params.image_id)
-        query = s.engine.query_for_image(info)
-        described = {"kind": "image", "key": str(info.id), **image_json(info)}
+    query, described = _query(params)
     page = s.engine.search(query, params.k, params.offset, params.min_score)
     card = s.engine.snapshot().card
     return jsonify({

@@ -15,8 +15,9 @@ from search.uploads import parse_query_ref
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def integer(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+def integer(value: Any, name: str, low: int, high: int, typed: bool = False) -> int:
+    """`typed`: the value comes from JSON, where numbers must be numbers, not strings."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (typed and isinstance(value, str)):
         raise BadRequest(f"{name} must be an integer")
     text = str(value).strip()
     if not (text.isascii() and text.lstrip("-").isdigit()):
@@ -27,8 +28,8 @@ def integer(value: Any, name: str, low: int, high: int) -> int:
     return number
 
 
-def score(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+def score(value: Any, name: str, typed: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (typed and isinstance(value, str)):
         raise BadRequest(f"{name} must be a number")
     try:
         number = float(value)
@@ -39,8 +40,8 @@ def score(value: Any, name: str) -> float:
     return number
 
 
-def image_id(value: Any, name: str = "image_id") -> int:
-    return integer(value, name, 1, MAX_IMAGE_ID)
+def image_id(value: Any, name: str = "image_id", typed: bool = False) -> int:
+    return integer(value, name, 1, MAX_IMAGE_ID, typed)
 
 
 def query_ref(value: Any) -> str | int:
@@ -78,31 +79,26 @@ class SearchParams:
     min_score: float | None
 
 
-def _fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
-    """The request's fields (query string, then body) and the uploaded file's bytes, if any."""
-    fields: dict[str, Any] = dict(request.args.items())
-    if request.method == "GET":
-        return fields, None
+def _fields(request: Request) -> tuple[dict[str, Any], bytes | None, bool]:
+    """The body's fields, the uploaded file's bytes (if any), and whether the fields are typed (JSON)."""
     if request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise BadRequest("the JSON body must be an object, e.g. {\"image_id\": 12, \"k\": 10}")
-        fields.update(body)
-        return fields, None
+        return body, None, True
     if request.mimetype in FORM_TYPES:
         if "image" in request.form:
             raise BadRequest("'image' must be sent as a file (multipart/form-data), not as a text field")
-        fields.update(request.form.items())
         upload = request.files.get("image")
-        return fields, (upload.read() if upload is not None else None)
+        return dict(request.form.items()), (upload.read() if upload is not None else None), False
     if not request.mimetype and not request.content_length:
-        return fields, None
+        return {}, None, False
     raise UnsupportedMediaType("send multipart/form-data with an 'image' file, or a form or JSON body "
                                "with 'image_id' or 'query'")
 
 
 def search_params(request: Request, settings: ApiSettings) -> SearchParams:
-    fields, upload = _fields(request)
+    fields, upload, typed = _fields(request)
     given = [name for name, present in (("image", upload is not None), ("image_id", "image_id" in fields),
                                         ("query", "query" in fields)) if present]
     if len(given) != 1:
@@ -115,12 +111,14 @@ def search_params(request: Request, settings: ApiSettings) -> SearchParams:
         if isinstance(ref, int):
             raise BadRequest("query must be the SHA-256 digest of an earlier upload; use image_id for an image")
         digest = ref
-    min_score = fields.get("min_score")
+    given_min = fields.get("min_score")
+    unset = "min_score" not in fields or (not typed and given_min == "")
+    min_score = None if unset else score(given_min, "min_score", typed)
     return SearchParams(
         upload=upload,
-        image_id=image_id(fields["image_id"]) if "image_id" in fields else None,
+        image_id=image_id(fields["image_id"], typed=typed) if "image_id" in fields else None,
         digest=digest,
-        k=integer(fields.get("k", settings.default_k), "k", 1, settings.max_k),
-        offset=integer(fields.get("offset", 0), "offset", 0, settings.max_offset),
-        min_score=score(min_score, "min_score") if min_score not in (None, "") else None,
+        k=integer(fields.get("k", settings.default_k), "k", 1, settings.max_k, typed),
+        offset=integer(fields.get("offset", 0), "offset", 0, settings.max_offset, typed),
+        min_score=min_score,
     )

@@ -153,16 +153,11 @@ def _search_operations(settings: ApiSettings, max_upload_bytes: int | None) -> d
                                        "description": f"The query image file{limit}."}, **fields}}
     by_reference = {"type": "object", "properties": {"image_id": image_id, "query": digest, **fields},
                     "oneOf": [{"required": ["image_id"]}, {"required": ["query"]}]}
-    responses = {"200": json_response("A page of hits, best first.", ref("SearchResponse")),
-                 **errors("400", "404", "503")}
-    get_parameters = [param(name, "query", schema, schema["description"])
-                      for name, schema in {"image_id": image_id, "query": digest, **fields}.items()]
     return {
-        "get": operation("Search by an indexed image or an earlier upload (give image_id or query).",
-                         "searchGet", responses, get_parameters),
         "post": operation(
-            "Search by an uploaded image (multipart), or by image_id / query (form or JSON).", "searchPost",
-            {**responses, **errors("400", "404", "413", "415", "503")}, None,
+            "Search by an uploaded image (multipart), or by image_id / query (form or JSON).", "search",
+            {"200": json_response("A page of hits, best first.", ref("SearchResponse")),
+             **errors("400", "404", "413", "415", "503")}, None,
             requestBody={"required": True, "content": {
                 "multipart/form-data": {"schema": upload},
                 "application/x-www-form-urlencoded": {"schema": by_reference},

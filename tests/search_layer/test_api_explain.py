@@ -55,7 +55,7 @@ def test_explain_an_uploaded_query_by_digest(client, images) -> None:
 
 def test_explain_an_indexed_query_by_id_with_exif_rotation(client, images) -> None:
     rotated = images["rotated/rotated.jpg"]
-    searched = client.get(f"/api/search?image_id={rotated.id}&k=2").json
+    searched = client.post("/api/search", json={"image_id": rotated.id, "k": 2}).json
     hit = searched["hits"][1]
     response = client.get(f"/api/explain?query={rotated.id}&hit={hit['id']}")
     assert response.status_code == 200
@@ -97,10 +97,9 @@ def test_expired_upload_asks_to_upload_again(make_app, built_index) -> None:
     client = make_app(built_index, WHYSIM_UPLOAD_CACHE_SIZE=1).test_client()
     first = upload(client, encode(make_picture(1, (96, 72))))
     upload(client, encode(make_picture(2, (96, 72))))  # pushes the first out of the cache
-    for url in (first["hits"][0]["explain_url"], first["query"]["image_url"],
-                f"/api/search?query={first['query']['key']}"):
-        response = client.get(url)
-        assert response.status_code == 404 and "upload the query again" in response.json["error"], url
+    for response in (client.get(first["hits"][0]["explain_url"]), client.get(first["query"]["image_url"]),
+                     client.post("/api/search", json={"query": first["query"]["key"]})):
+        assert response.status_code == 404 and "upload the query again" in response.json["error"]
 
 
 @pytest.mark.parametrize("query_string, status, message", [

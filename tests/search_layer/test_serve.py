@@ -40,8 +40,10 @@ def test_serve_answers_health_and_search_over_http(built_index, images) -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             hits = json.load(response)["hits"]
         assert len(hits) == 5 and query not in [hit["id"] for hit in hits]  # --max-k 5 caps the default k
+        request = urllib.request.Request(f"{base}/api/search", data=json.dumps({"image_id": query, "k": 6}).encode(),
+                                         headers={"Content-Type": "application/json"})
         try:
-            urllib.request.urlopen(f"{base}/api/search?image_id={query}&k=6", timeout=30)
+            urllib.request.urlopen(request, timeout=30)
             raise AssertionError("k above --max-k was accepted")
         except urllib.error.HTTPError as error:
             assert error.code == 400 and "between 1 and 5" in json.load(error)["error"]
