@@ -153,6 +153,7 @@ class Client:
 
     def __init__(self, port: int) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.server_ms: dict[str, float] = {}  # the last response's Server-Timing
 
     def post(self, body: bytes, content_type: str) -> dict:
         self.connection.request("POST", "/api/search", body=body, headers={"Content-Type": content_type})
@@ -160,6 +161,8 @@ class Client:
         payload = response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
+        self.server_ms = {name: float(duration.removeprefix("dur=")) for name, duration, *_ in
+                          (part.split(";") for part in response.getheader("Server-Timing", "").split(", "))}
         return json.loads(payload)
 
 
@@ -228,47 +231,65 @@ def main() -> None:
             host.embed(card, read_picture(data, card.input_size).pixels[None])
         for image_id in query_ids[:20]:
             client.post(json.dumps({"image_id": image_id, "k": K}).encode(), "application/json")
-        # Each baseline is measured right before the HTTP request it is compared with, so both
-        # see the same machine (other processes come and go on a shared one).
-        faiss_ms, by_id_ms = [], []
-        for image_id in tqdm(query_ids, desc="by id", unit="req"):
+        # Each baseline is measured next to the HTTP request it is compared with, so both see
+        # the same machine (other processes come and go on a shared one), and the order
+        # alternates, so that neither side always runs right after the other warmed the caches.
+        faiss_ms, by_id_ms, id_server_ms = [], [], []
+        for turn, image_id in enumerate(tqdm(query_ids, desc="by id", unit="req")):
             vector = store.reconstruct(image_id)
-            with timing(faiss_ms):
-                store.search(vector, K)
             body = json.dumps({"image_id": image_id, "k": K}).encode()
-            with timing(by_id_ms):
-                client.post(body, "application/json")
-        embed_ms, decode_embed_ms, by_upload_ms = [], [], []
-        for data in tqdm(uploads, desc="by upload", unit="req"):
+            for step in (0, 1) if turn % 2 else (1, 0):
+                if step == 0:
+                    with timing(faiss_ms):
+                        store.search(vector, K)
+                else:
+                    with timing(by_id_ms):
+                        client.post(body, "application/json")
+                    id_server_ms.append(client.server_ms["query"] + client.server_ms["search"])
+        embed_ms, decode_embed_ms, by_upload_ms, server_embed_ms, server_search_ms = [], [], [], [], []
+        for turn, data in enumerate(tqdm(uploads, desc="by upload", unit="req")):
             pixels = read_picture(data, card.input_size).pixels[None]
-            with timing(embed_ms):
-                host.embed(card, pixels)
-            with timing(decode_embed_ms):
-                host.embed(card, read_picture(data, card.input_size).pixels[None])
             body, content_type = multipart(data)
-            with timing(by_upload_ms):
-                answer = client.post(body, content_type)
-            check_upload(answer)
+            for step in (0, 1, 2) if turn % 2 else (2, 1, 0):
+                if step == 0:
+                    with timing(embed_ms):
+                        host.embed(card, pixels)
+                elif step == 1:
+                    with timing(decode_embed_ms):
+                        host.embed(card, read_picture(data, card.input_size).pixels[None])
+                else:
+                    with timing(by_upload_ms):
+                        answer = client.post(body, content_type)
+                    check_upload(answer)
+                    server_embed_ms.append(client.server_ms["query"])
+                    server_search_ms.append(client.server_ms["search"])
     finally:
         server.terminate()
         server.wait(timeout=60)
 
+    # What the server did (its Server-Timing header) and what the rest of the round trip cost.
+    id_http_ms = [total - server for total, server in zip(by_id_ms, id_server_ms, strict=True)]
+    upload_http_ms = [total - embed - search for total, embed, search
+                      in zip(by_upload_ms, server_embed_ms, server_search_ms, strict=True)]
     rows = [("faiss search (k=10)", faiss_ms), ("embed (forward pass)", embed_ms),
-            ("decode + embed", decode_embed_ms), ("HTTP search by id", by_id_ms),
-            ("HTTP search by upload", by_upload_ms)]
-    print(f"\nsearch latency: {len(store)} vectors in a {store.kind} index, {card.short_name()}, "
-          f"k={K}, loopback HTTP (whysim serve), torch threads {args.torch_threads}, {len(uploads)} distinct uploads "
+            ("decode + embed", decode_embed_ms),
+            ("HTTP search by id", by_id_ms), ("  server: lookup+search", id_server_ms),
+            ("  HTTP + JSON", id_http_ms),
+            ("HTTP search by upload", by_upload_ms), ("  server: decode+embed", server_embed_ms),
+            ("  server: search", server_search_ms), ("  HTTP + JSON", upload_http_ms)]
+    print(f"\nsearch latency: {len(store)} vectors in a {store.kind} index, {card.short_name()}, k={K}, "
+          f"loopback HTTP (whysim serve), torch threads {args.torch_threads}, {len(uploads)} distinct uploads "
           f"(~{statistics.fmean(len(u) for u in uploads) / 1024:.0f} KB JPEG)")
-    print(f"{'':<24}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'n':>6}")
+    print(f"{'':<26}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'n':>6}")
     for name, samples in rows:
         p50, p95, mean = percentiles(samples)
-        print(f"{name:<24}{p50:>9.2f}{p95:>9.2f}{mean:>9.2f}{len(samples):>6}")
+        print(f"{name:<26}{p50:>9.2f}{p95:>9.2f}{mean:>9.2f}{len(samples):>6}")
     faiss50, faiss95, _ = percentiles(faiss_ms)
     id50, id95, _ = percentiles(by_id_ms)
     de50, de95, _ = percentiles(decode_embed_ms)
     up50, up95, _ = percentiles(by_upload_ms)
-    print(f"\nby id / faiss search:                p50 {id50 / faiss50:6.1f}x   p95 {id95 / faiss95:6.1f}x   "
-          f"(HTTP + catalog overhead p50 {id50 - faiss50:.1f} ms)")
+    print(f"\nby id / faiss search:                p50 {id50 / faiss50:6.2f}x   p95 {id95 / faiss95:6.2f}x   "
+          f"(overhead p50 {id50 - faiss50:.1f} ms)")
     print(f"by upload / (decode+embed + faiss):  p50 {up50 / (de50 + faiss50):6.2f}x   "
           f"p95 {up95 / (de95 + faiss95):6.2f}x   (overhead p50 {up50 - de50 - faiss50:.1f} ms)")
 

@@ -29,6 +29,8 @@ def test_upload_search_answers_the_contract(client, collection, images) -> None:
     assert body["query"] == {"kind": "upload", "key": digest, "digest": digest, "width": 96, "height": 72,
                              "image_url": f"/api/queries/{digest}/image"}
     assert body["k"] == 4 and body["offset"] == 0 and body["next_offset"] == 4
+    timings = dict(part.split(";")[:2] for part in response.headers["Server-Timing"].split(", "))
+    assert set(timings) == {"query", "search"} and all(float(v.removeprefix("dur=")) >= 0 for v in timings.values())
     hits = body["hits"]
     assert len(hits) == 4 and target.id not in hit_ids(response)
     assert [hit["rank"] for hit in hits] == [1, 2, 3, 4]
