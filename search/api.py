@@ -18,7 +18,7 @@ from indexer.catalog.schema import ImageStatus
 from search import api_params
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
-from search.explanations import KINDS, SIDES, ExplainedPair, Explanations
+from search.explanations import KINDS, SIDES, STYLES, ExplainedPair, Explanations
 from search.openapi import openapi_document
 from search.overlays import png_bytes
 from search.pictures import bytes_digest, image_version
@@ -222,13 +222,14 @@ def explain() -> Response:
 def explain_overlay() -> Response:
     side = api_params.choice(request.args, "side", SIDES)
     kind = api_params.choice(request.args, "kind", KINDS)
+    style = api_params.choice(request.args, "style", STYLES, STYLES[0])
     pair = _pair()
-    etag = f"{pair.version}-{side}-{kind}"
+    etag = f"{pair.version}-{side}-{kind}-{style}"
     if request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
         return cached(response, request.args.get("v") == pair.version)
-    response = Response(png_bytes(pair.overlay(side, kind)), mimetype="image/png")
+    response = Response(png_bytes(pair.overlay(side, kind, style)), mimetype="image/png")
     response.set_etag(etag)
     return cached(response, request.args.get("v") == pair.version)
 

@@ -10,7 +10,7 @@ from PIL import Image
 from search.cache import LRUCache
 from search.engine import SearchEngine
 from search.explaining import PairExplanation, SideMaps
-from search.overlays import heatmap_overlay
+from search.overlays import heatmap_only, heatmap_overlay
 from search.pictures import Picture, image_version
 from search.uploads import UploadCache
 
@@ -18,6 +18,8 @@ DEFAULT_EXPLANATION_CACHE_SIZE = 256
 DEFAULT_PICTURE_CACHE_SIZE = 64
 SIDES = ("query", "hit")
 KINDS = ("factual", "counterfactual")
+# blended: the map over the image; heatmap: the colour map alone, for clients that blend it themselves.
+STYLES = ("blended", "heatmap")
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,19 @@ class ExplainedPair:
             raise ValueError(f"side must be one of {', '.join(SIDES)}")
         return self.explanation.query if side == "query" else self.explanation.hit
 
-    def overlay(self, side: str, kind: str) -> Image.Image:
-        """The map blended over the displayed image (EXIF-corrected, at most the display side)."""
+    def overlay(self, side: str, kind: str, style: str = "blended") -> Image.Image:
+        """The map blended over the displayed image (EXIF-corrected, at most the display side),
+        or with style "heatmap" the colour map alone, the size of that displayed image."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}")
         maps = self.maps(side)
-        picture = self.query.picture if side == "query" else self.hit.picture
-        return heatmap_overlay(picture.display, maps.factual if kind == "factual" else maps.counterfactual)
+        display = (self.query.picture if side == "query" else self.hit.picture).display
+        cam = maps.factual if kind == "factual" else maps.counterfactual
+        if style == "heatmap":
+            return heatmap_only(cam, display.width, display.height)
+        return heatmap_overlay(display, cam)
 
 
 class Explanations:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from search.engine import MAX_IMAGE_ID
-from search.explanations import KINDS, SIDES
+from search.explanations import KINDS, SIDES, STYLES
 from search.settings import ApiSettings
 
 STATUSES = ["pending", "indexed", "duplicate", "failed"]
@@ -192,13 +192,16 @@ def openapi_document(settings: ApiSettings, max_upload_bytes: int | None) -> dic
                 "explain", {"200": json_response("The explanation.", ref("ExplainResponse")),
                             **errors("400", "404", "503")}, [query_ref, hit])},
             "/api/explain/overlay": {"get": operation(
-                "One explanation map blended over its image, as PNG.", "explainOverlay",
+                "One explanation map, blended over its image or alone, as PNG.", "explainOverlay",
                 {"200": binary_response("PNG image, the size of the displayed image.", "image/png"), **not_modified,
                  **errors("400", "404", "503")},
                 [query_ref, hit,
                  param("side", "query", {"type": "string", "enum": list(SIDES)}, "Whose map.", required=True),
                  param("kind", "query", {"type": "string", "enum": list(KINDS)},
                        "factual: evidence for the verdict; counterfactual: evidence against it.", required=True),
+                 param("style", "query", {"type": "string", "enum": list(STYLES), "default": STYLES[0]},
+                       "blended: the map over the image; heatmap: the colour map alone (same size), "
+                       "for a client that blends it over the image itself."),
                  version])},
             "/api/images": {"get": operation(
                 "Catalogued images, by id.", "listImages",

@@ -83,6 +83,23 @@ def test_overlays_depend_on_side_and_kind_and_are_cached(client, images) -> None
     assert stats_after["explanation_misses"] == stats_before["explanation_misses"]
 
 
+def test_heatmap_style_is_the_map_alone_that_blends_into_the_overlay(client, images) -> None:
+    first, second = images["blobs/blobs_003.jpg"].id, images["stripes/stripes_001.jpg"].id
+    body = client.get(f"/api/explain?query={first}&hit={second}").json
+    shown = np.asarray(Image.open(io.BytesIO(client.get(body["hit"]["image_url"]).data)).convert("RGB"), np.float32)
+    for kind in ("factual", "counterfactual"):
+        url = body["hit"][f"{kind}_url"]
+        blended = np.asarray(png(client, url), np.float32)
+        heatmap = png(client, f"{url}&style=heatmap")
+        assert heatmap.size == (96, 72) and heatmap.mode == "RGB"
+        heat = np.asarray(heatmap, np.float32)
+        assert np.abs(heat - blended).mean() > 5  # not the blended picture again
+        assert np.abs(0.5 * shown + 0.5 * heat - blended).max() <= 1.0  # what a client blending at 50% sees
+        assert client.get(f"{url}&style=heatmap").headers["ETag"] != client.get(url).headers["ETag"]
+    response = client.get(f"{body['hit']['factual_url']}&style=sepia")
+    assert response.status_code == 400 and "style must be one of blended, heatmap" in response.json["error"]
+
+
 def test_symmetric_pair_has_the_same_similarity(client, images) -> None:
     first, second = images["blobs/blobs_002.jpg"].id, images["stripes/stripes_002.jpg"].id
     forward = client.get(f"/api/explain?query={first}&hit={second}").json
