@@ -4,10 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA_DIR ?= whysim-data
+PORT ?= 8000
+# The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch/torchvision are pinned to the wheels this machine's pip can install offline.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install install-test demo test bench lint clean
+.PHONY: venv install install-test chromium demo test bench lint clean
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +27,16 @@ install: $(VENV)/.installed-base
 
 install-test: $(VENV)/.installed-test
 
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }
+
 demo: install
 	$(VENV)/bin/whysim index samples/flowers --data-dir $(DATA_DIR)
 	$(VENV)/bin/whysim stats --data-dir $(DATA_DIR)
+	$(VENV)/bin/whysim serve --data-dir $(DATA_DIR) --port $(PORT)
 
-test: install-test
+test: install-test chromium
 	$(PY) -m pytest -q
 
 bench: install-test

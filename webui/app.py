@@ -1,4 +1,4 @@
-"""Application factory: builds the Flask app for one data directory and mounts the search API."""
+"""Application factory: builds the Flask app for one data directory, mounts the search API and the pages."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,6 +10,7 @@ from indexer.datadir import resolve_data_dir
 from search.api import register_api
 from search.engine import SearchEngine
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from webui.pages import register_pages
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
@@ -29,4 +30,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s)
     register_api(app, engine, settings)
+    register_pages(app)
     return app

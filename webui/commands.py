@@ -1,9 +1,10 @@
-"""`whysim serve`: the web app on Flask's development server (threaded)."""
+"""`whysim serve`: the web app on werkzeug's threaded server; prints the page's URL once it listens."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+from werkzeug.serving import make_server
 
 from indexer.cli import data_dir_options, datadir_from
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
@@ -22,14 +23,27 @@ from webui.app import create_app
               help="Where queries are embedded and explained.")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
                   max_k: int, device: str) -> None:
-    """Serve the search API (and web UI) for a data directory."""
+    """Serve the search page and the JSON API (under /api/) for a data directory."""
     datadir = datadir_from(data_dir, catalog_url)
     app = create_app({
         "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
         "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
     })
-    click.echo(f"serving {datadir.root} on http://{host}:{port}/api/health")
-    app.run(host=host, port=port, threaded=True)
+    # When it cannot listen (port taken, address not ours), werkzeug says why and exits with 1.
+    server = make_server(host, port, app, threaded=True)
+    # Port 0 picks a free port: the URL printed is the one really listened on.
+    click.echo(f"serving {datadir.root} at {page_url(host, server.server_port)} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.server_close()
+
+
+def page_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
 
 
 COMMANDS = [serve_command]

@@ -1,0 +1,103 @@
+// The explanation dialog: query and hit side by side, each with its factual and counterfactual
+// Grad-CAM map stacked over the image (CSS opacity from the slider), the verdict and the score.
+import * as api from "./api.js";
+import { byId, fileName, loaded } from "./dom.js";
+import { explainError } from "./message.js";
+
+const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
+
+function verdictSentence(body) {
+  const relation = body.similarity >= body.threshold ? "at or above" : "below";
+  return `The model calls this pair ${body.verdict}: their cosine similarity ${body.similarity.toFixed(3)} is `
+    + `${relation} its threshold of ${body.threshold.toFixed(2)}.`;
+}
+
+export function createExplainer() {
+  const dialog = byId("explain-dialog");
+  const badge = byId("verdict-badge");
+  const score = byId("verdict-score");
+  const text = byId("verdict-text");
+  const problem = byId("explain-error");
+  const slider = byId("opacity-slider");
+  const output = byId("opacity-value");
+  const figures = Array.from(dialog.querySelectorAll(".map-figure"));
+  let current = 0; // the explanation being shown; answers for older ones are dropped
+
+  function setOpacity() {
+    dialog.style.setProperty("--overlay-opacity", String(slider.value / 100));
+    output.textContent = `${slider.value}%`;
+  }
+
+  function reset(hit, queryLabel) {
+    badge.textContent = "computing…";
+    badge.dataset.verdict = "";
+    score.textContent = "";
+    text.textContent = "Computing the Grad-CAM maps of the query and the hit…";
+    problem.hidden = true;
+    byId("query-column").textContent = `Query: ${queryLabel}`;
+    byId("hit-column").textContent = `Hit #${hit.rank}: ${fileName(hit.path)}`;
+    byId("factual-sentence").textContent = "";
+    byId("counterfactual-sentence").textContent = "";
+    for (const figure of figures) {
+      figure.classList.add("is-loading");
+      figure.classList.remove("is-broken");
+      for (const image of figure.querySelectorAll("img")) image.removeAttribute("src");
+    }
+  }
+
+  async function showFigure(figure, side) {
+    const [base, overlay] = figure.querySelectorAll("img");
+    base.width = overlay.width = side.width;
+    base.height = overlay.height = side.height;
+    base.src = side.image_url;
+    overlay.src = api.heatmapUrl(side[`${figure.dataset.kind}_url`]);
+    try {
+      await Promise.all([loaded(base), loaded(overlay)]);
+    } catch {
+      figure.classList.add("is-broken");
+    } finally {
+      figure.classList.remove("is-loading");
+    }
+  }
+
+  function fill(body) {
+    badge.textContent = body.verdict;
+    badge.dataset.verdict = body.verdict;
+    score.textContent = `similarity ${body.similarity.toFixed(3)}`;
+    text.textContent = verdictSentence(body);
+    byId("factual-sentence").textContent = `Regions that support the model's verdict (${body.verdict}).`;
+    byId("counterfactual-sentence").textContent =
+      `Regions that argue against it (they point towards ${OPPOSITE[body.verdict] || "the other verdict"}).`;
+    for (const figure of figures) showFigure(figure, body[figure.dataset.side]);
+  }
+
+  // queryLabel: how the page names the query ("your image", a file name).
+  async function open(hit, queryLabel) {
+    const mine = ++current;
+    reset(hit, queryLabel);
+    if (!dialog.open) dialog.showModal();
+    try {
+      const body = await api.explain(hit.explain_url);
+      if (mine === current) fill(body);
+    } catch (error) {
+      if (mine !== current) return;
+      const [title, sentence] = explainError(error);
+      badge.textContent = "no explanation";
+      text.textContent = "";
+      problem.textContent = `${title}: ${sentence}`;
+      problem.hidden = false;
+      for (const figure of figures) figure.classList.replace("is-loading", "is-broken");
+    }
+  }
+
+  slider.addEventListener("input", setOpacity);
+  byId("explain-close").addEventListener("click", () => dialog.close());
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close(); // the backdrop: the content fills the dialog's box
+  });
+  dialog.addEventListener("close", () => {
+    current += 1;
+  });
+  setOpacity();
+  return { open };
+}

@@ -1,0 +1,118 @@
+// The results: what the query was, and a ranked grid of hits with their scores and actions.
+import { byId, el, fileName, plural } from "./dom.js";
+
+const SKELETONS_MAX = 12;
+
+function scoreBar(score) {
+  const fraction = Math.max(0, Math.min(1, score));
+  const bar = el("span", { class: "score-fill" });
+  bar.style.width = `${(fraction * 100).toFixed(1)}%`;
+  return el("span", {
+    class: "score-bar", role: "meter", "aria-label": "similarity", "aria-valuemin": "0", "aria-valuemax": "1",
+    "aria-valuenow": score.toFixed(3),
+  }, bar);
+}
+
+function hitCard(hit, actions) {
+  const name = fileName(hit.path);
+  const image = el("img", {
+    src: hit.thumbnail_url, alt: `Result ${hit.rank}: ${name}${hit.label ? ` (${hit.label})` : ""}`,
+    loading: "lazy", decoding: "async",
+  });
+  image.addEventListener("error", () => image.closest(".thumb").classList.add("is-broken"), { once: true });
+  return el("li", { class: "hit", "data-id": hit.id, "data-rank": hit.rank },
+    el("a", { class: "thumb", href: hit.image_url, target: "_blank", rel: "noopener", title: "Open the full image" },
+      image, el("span", { class: "thumb-fallback", text: "preview unavailable" })),
+    el("span", { class: "rank", text: `#${hit.rank}` }),
+    el("div", { class: "hit-body" },
+      el("div", { class: "score-row" },
+        el("span", { class: "score-value", text: hit.score.toFixed(3), title: "cosine similarity to the query" }),
+        scoreBar(hit.score)),
+      el("p", { class: "hit-name", title: hit.path, text: name }),
+      hit.label ? el("p", { class: "chip", text: hit.label }) : el("p", { class: "chip chip-empty", text: "no label" }),
+      el("div", { class: "hit-actions" },
+        el("button", { class: "button button-small button-primary", type: "button", text: "Explain",
+          "aria-label": `Explain result ${hit.rank}, ${name}`, onclick: () => actions.explain(hit) }),
+        el("button", { class: "button button-small", type: "button", text: "More like this",
+          "aria-label": `More like this: ${name}`, onclick: () => actions.moreLikeThis(hit) }))));
+}
+
+export function createResults(actions) {
+  const section = byId("results");
+  const grid = byId("hits");
+  const more = byId("more-button");
+  const endNote = byId("end-note");
+  const queryImage = byId("query-image");
+  const heading = byId("results-heading");
+  const meta = byId("query-meta");
+  const counter = byId("results-count");
+
+  function count() {
+    return grid.querySelectorAll(".hit").length;
+  }
+
+  return {
+    // Placeholders while a new search runs; `preview` shows the query at once (an object URL).
+    loading(k, preview) {
+      section.hidden = false;
+      grid.setAttribute("aria-busy", "true");
+      grid.replaceChildren(...Array.from({ length: Math.min(k, SKELETONS_MAX) }, () => el("li", { class: "hit skeleton" })));
+      more.hidden = true;
+      endNote.hidden = true;
+      heading.textContent = "Searching…";
+      meta.textContent = "";
+      counter.textContent = "";
+      if (preview) {
+        queryImage.src = preview;
+        queryImage.alt = "query: the image being searched for";
+      }
+    },
+
+    hide() {
+      section.hidden = true;
+      grid.setAttribute("aria-busy", "false");
+    },
+
+    // A new first page (append false) or the next one.
+    show(body, { append, uploadName }) {
+      const query = body.query;
+      if (!append) {
+        if (query.kind === "upload") {
+          queryImage.src = query.image_url;
+          queryImage.alt = `query: ${uploadName ? `your upload ${uploadName}` : "your uploaded image"}`;
+          heading.textContent = "Most similar to your image";
+          meta.textContent = [uploadName, `${query.width} × ${query.height} px`, "uploaded"].filter(Boolean).join(" · ");
+        } else {
+          const name = fileName(query.path);
+          queryImage.src = query.thumbnail_url;
+          queryImage.alt = `query: ${name}`;
+          heading.textContent = `More like ${name}`;
+          meta.textContent = [query.label, query.path, query.width && `${query.width} × ${query.height} px`]
+            .filter(Boolean).join(" · ");
+        }
+        grid.replaceChildren();
+      }
+      grid.append(...body.hits.map((hit) => hitCard(hit, actions)));
+      grid.setAttribute("aria-busy", "false");
+      section.hidden = false;
+      more.hidden = body.next_offset === null;
+      more.disabled = false;
+      more.textContent = "Load more";
+      const shown = count();
+      counter.textContent = shown ? `${plural(shown, "result")}, best first` : "";
+      endNote.hidden = body.next_offset !== null;
+      endNote.textContent = shown === 0 ? "No other image in the collection to compare with."
+        : `All ${plural(shown, "result")} shown, ranked by cosine similarity.`;
+    },
+
+    loadingMore() {
+      more.disabled = true;
+      more.textContent = "Loading…";
+    },
+
+    moreFailed() {
+      more.disabled = false;
+      more.textContent = "Load more";
+    },
+  };
+}
