@@ -34,7 +34,7 @@ def test_image_step_trains_the_tail_only(make_collection) -> None:
     inputs = next(source.inputs([batch.items], True, np.random.default_rng(0)))
     assert inputs.shape == (16, 3, 64, 64) and inputs.dtype == torch.uint8
     optimizer = torch.optim.SGD([p for p in model.branch.parameters() if p.requires_grad], lr=0.1)
-    trainer._step(optimizer, batch, inputs)
+    trainer.train_step(optimizer, batch, inputs)
     after = model.branch.state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     last = f"features.{len(model.branch.features) - 1}."

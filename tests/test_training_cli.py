@@ -124,6 +124,9 @@ def test_clear_errors(make_collection, datadir, tmp_path: Path) -> None:
     root = make_collection({"blobs": 4})
     out = invoke("train", str(root), "--data-dir", str(datadir.root), *FAST, expect=1).output
     assert "needs at least two class folders" in out and "Traceback" not in out
+    tiny = make_collection({"blobs": 3, "stripes": 3}, name="tiny")
+    out = invoke("train", str(tiny), "--data-dir", str(datadir.root), *FAST, expect=1).output
+    assert "the validation split has 0 usable images" in out and "--validation-fraction" in out
     out = invoke("evaluate", str(root), "--split", "test", *FAST, expect=2).output
     assert "--split needs --split-file" in out
     (tmp_path / "run").mkdir()

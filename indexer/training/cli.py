@@ -111,6 +111,11 @@ def train_command(collection: Path, data_dir: Path, catalog_url: str | None, out
         report = TrainRun(collection, datadir_from(data_dir, catalog_url), request, settings).run()
     except (*USER_ERRORS, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        # Ctrl-C during training itself is handled by the trainer (it keeps the best epoch);
+        # here it came during scanning or caching, whose finished part the cache keeps.
+        click.echo("interrupted before training; cached features are kept, rerun to continue", err=True)
+        sys.exit(130)
     if as_json:
         echo_json(report.to_dict())
         return

@@ -124,6 +124,8 @@ class TrainRun:
         split = _load_or_make_split(collection, options)
         train, _ = collection.subset(split.of("train")).distinct()
         validation, _ = collection.subset(split.of("validation")).distinct()
+        _require_pairs("training", train)  # before the long part; again once unreadable files are out
+        _require_pairs("validation", validation)
         device = resolve_device(options.device)
         branch = build_branch(replace(self.request, head_dim=options.head_dim, head=options.head))
         base_card = branch.card

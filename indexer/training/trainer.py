@@ -107,7 +107,8 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         return validation_metrics(embed_all(self.model, self.validation), self.validation_labels)
 
-    def _step(self, optimizer: torch.optim.Optimizer, batch: Batch, inputs: torch.Tensor) -> float:
+    def train_step(self, optimizer: torch.optim.Optimizer, batch: Batch, inputs: torch.Tensor) -> float:
+        """One optimisation step on one batch; returns its loss."""
         with autocast_for(self.model.device):
             embeddings = self.source.embed(self.model, inputs)
         loss = self.objective.loss(embeddings.float(), batch)
@@ -139,7 +140,7 @@ class Trainer:
                 with tqdm(zip(batches, inputs), total=len(batches), desc=f"epoch {epoch}/{settings.epochs}",
                           unit="step", disable=not settings.progress, dynamic_ncols=True, leave=False) as bar:
                     for count, (batch, batch_inputs) in enumerate(bar, start=1):
-                        total += self._step(optimizer, batch, batch_inputs)
+                        total += self.train_step(optimizer, batch, batch_inputs)
                         scheduler.step()
                         bar.set_postfix(loss=f"{total / count:.4f}")
                 row = {"epoch": epoch, "loss": total / max(1, len(batches)),
