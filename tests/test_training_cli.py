@@ -49,15 +49,19 @@ def test_train_index_search_evaluate_round_trip(make_collection, datadir, tmp_pa
     card = json.loads((run_dir / "card.json").read_text())
     assert card["head_dim"] == 256 and card["dim"] == 256 and card["input_size"] == 64
     assert card["training"]["split_counts"] == {"train": 18, "validation": 6, "test": 6}
-    assert 0 < card["metrics"]["validation"]["pair_roc_auc"] <= 1
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1]  # validation before training, then each epoch
+    assert card["training"]["best_epoch"] == 1  # training improved validation ROC-AUC
+    assert card["metrics"]["validation"]["pair_roc_auc"] == history[1]["pair_roc_auc"] > history[0]["pair_roc_auc"]
     assert card["threshold"] != 0.5  # chosen on validation, not the untrained default
     split = Split.load(run_dir / "split.json")
     assert sum(len(split.of(name)) for name in SPLITS) == 30
 
     # the checkpoint's head really was trained: it differs from the untrained head
     trained = load_checkpoint(run_dir)
-    untrained = build_branch(ModelRequest(input_size=64, head_dim=256))
-    assert not torch.equal(trained.head.weight, untrained.head.weight)
+    untrained = build_branch(ModelRequest(input_size=64, head_dim=256, head="mlp"))
+    assert trained.card.head == "mlp"
+    assert not torch.equal(trained.head[0].weight, untrained.head[0].weight)
     assert torch.equal(trained.features[0][0].weight, untrained.features[0][0].weight)  # backbone frozen
 
     indexed = run_json("index", str(root), "--model", str(run_dir), "--data-dir", str(datadir.root), *FAST)
@@ -95,12 +99,12 @@ def test_fine_tune_on_images_with_contrastive_pairs(make_collection, datadir, tm
     root = make_collection(CLASSES)
     run_dir = tmp_path / "run"
     run_json("train", str(root), "--data-dir", str(datadir.root), "--output", str(run_dir), "--epochs", "1",
-             "--no-cache-features", "--trainable-stages", "1", "--loss", "contrastive", "--head", "mlp",
+             "--no-cache-features", "--trainable-stages", "1", "--loss", "contrastive", "--head", "linear",
              "--head-dim", "32", *FAST)
     assert not (datadir.cache_dir / "features").exists()
     trained = load_checkpoint(run_dir)
     untrained = build_branch(ModelRequest(input_size=64))
-    assert trained.card.head == "mlp" and trained.card.dim == 32
+    assert trained.card.head == "linear" and trained.card.dim == 32
     settings = trained.card.training["settings"]
     assert settings["loss"] == "contrastive" and settings["cache_features"] is False
     # (that the last module does get trained is tested in test_trainer.py)

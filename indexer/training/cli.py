@@ -70,7 +70,8 @@ def _progress(flag: bool | None) -> bool:
 @click.option("--margin", type=float, default=1.0, show_default=True,
               help="Contrastive margin on the Euclidean distance of unit vectors (1.0: cosine <= 0.5).")
 @click.option("--temperature", type=float, default=0.1, show_default=True, help="SupCon temperature.")
-@click.option("--head", type=click.Choice(HEADS), default="linear", show_default=True, help="Projection head.")
+@click.option("--head", type=click.Choice(HEADS), default="mlp", show_default=True,
+              help="Projection head: mlp (hidden layer as wide as the backbone, ReLU) or linear.")
 @click.option("--head-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Embedding size.")
 @click.option("--trainable-stages", type=click.IntRange(min=0), default=0, show_default=True,
               help="Backbone modules trained, counted from the end (0: backbone frozen; head only).")

@@ -4,7 +4,7 @@
         [--stages 2] [--full] [--input-size N] [--workers 2]
 
 Takes the first --per-class images of each class folder and times, on the same images,
-model and batches (SupCon, class-balanced, 64 images per step):
+model (whysim train's default head) and batches (SupCon, class-balanced, 64 images per step):
   - caching: computing the frozen backbone's features for 3 views per image (once);
   - cached epoch: training the pooling + head on the cached features;
   - image epoch, frozen backbone: decode + augment + backbone forward on every step;
@@ -29,6 +29,7 @@ from indexer.model.loading import DEFAULT_INPUT_SIZE, ModelRequest, build_branch
 from indexer.training.collection import LabelledCollection, scan_labelled
 from indexer.training.features_cache import FeatureCache, fill_cache
 from indexer.training.objectives import SupConObjective
+from indexer.training.run import TrainOptions
 from indexer.training.sources import CachedFeatures, ImageFiles, InputSource
 from indexer.training.trainable import TrainableBranch
 from indexer.training.trainer import LoopSettings, Trainer, build_optimizer
@@ -83,8 +84,9 @@ def main() -> None:
     labels = np.array([classes.index(label) for label in subset.labels])
     paths = [subset.root / image.path for image in subset.images]
     projected = 0.7 * len(everything) / len(subset)
-    request = ModelRequest(input_size=args.input_size, head_dim=256)
-    print(f"{len(subset)} images ({args.per_class} per class), input {args.input_size}px, "
+    defaults = TrainOptions()
+    request = ModelRequest(input_size=args.input_size, head_dim=defaults.head_dim, head=defaults.head)
+    print(f"{len(subset)} images ({args.per_class} per class), input {args.input_size}px, {defaults.head} head, "
           f"{torch.get_num_threads()} torch threads; projection x{projected:.1f} to {args.dataset.name}'s train split")
 
     results: dict[str, float] = {}
