@@ -26,6 +26,7 @@ class ModelCard:
     pooling: str = "gem"
     gem_p: float = 3.0
     head_dim: int | None = None
+    head: str = "linear"  # projection head kind (indexer.model.heads), used when head_dim is set
     dim: int = 0
     threshold: float = DEFAULT_THRESHOLD
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
@@ -43,13 +44,14 @@ class ModelCard:
             "pooling": self.pooling,
             "gem_p": self.gem_p if self.pooling == "gem" else None,
             "head_dim": self.head_dim,
+            "head": self.head if self.head_dim else None,
             "dim": self.dim,
         }
 
     def short_name(self) -> str:
         digest = self.weights_digest[:8] or "random"
         pooling = f"gem{self.gem_p:g}" if self.pooling == "gem" else self.pooling
-        head = f"+head{self.head_dim}" if self.head_dim else ""
+        head = f"+{'head' if self.head == 'linear' else self.head}{self.head_dim}" if self.head_dim else ""
         return f"{self.backbone}@{self.input_size}/{pooling}{head} ({self.weights}:{digest}, {self.dim}-d)"
 
     def with_updates(self, **changes: Any) -> ModelCard:

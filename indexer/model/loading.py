@@ -12,6 +12,7 @@ from torch import nn
 from indexer.model.backbones import get_backbone
 from indexer.model.branch import SiameseBranch
 from indexer.model.card import DEFAULT_THRESHOLD, ModelCard
+from indexer.model.heads import build_head
 from indexer.model.pooling import build_pooling
 
 CARD_FILE = "card.json"
@@ -38,6 +39,7 @@ class ModelRequest:
     pooling: str = DEFAULT_POOLING
     gem_p: float = 3.0
     head_dim: int | None = None
+    head: str = "linear"
 
 
 def state_digest(module: nn.Module) -> str:
@@ -59,9 +61,9 @@ def _assemble(card: ModelCard, weights_file: Path | None, seed_random: bool) -> 
             torch.manual_seed(RANDOM_INIT_SEED)
         try:
             features = backbone.build(weights_file)
+            head = build_head(card.head, backbone.channels, card.head_dim) if card.head_dim else None
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(str(exc)) from exc
-        head = nn.Linear(backbone.channels, card.head_dim) if card.head_dim else None
     pooling = build_pooling(card.pooling, card.gem_p)
     branch = SiameseBranch(card, features, pooling, head)
     return branch.eval()
@@ -89,7 +91,7 @@ def build_branch(request: ModelRequest) -> SiameseBranch:
         label = f"file:{weights_file.name}"
     card = ModelCard(
         backbone=backbone.name, weights=label, input_size=request.input_size,
-        pooling=request.pooling, gem_p=request.gem_p, head_dim=request.head_dim,
+        pooling=request.pooling, gem_p=request.gem_p, head_dim=request.head_dim, head=request.head,
         dim=request.head_dim or backbone.channels, threshold=DEFAULT_THRESHOLD,
         mean=backbone.mean, std=backbone.std,
     )
@@ -148,7 +150,7 @@ def load_for_card(card: ModelCard, models_dir: Path) -> SiameseBranch:
     """Rebuilds exactly the model an index was built with, or says why it cannot."""
     if card.weights in ("imagenet", "none"):
         request = ModelRequest(card.backbone, card.weights, card.input_size, card.pooling,
-                               card.gem_p, card.head_dim)
+                               card.gem_p, card.head_dim, card.head)
         branch = build_branch(request)
     else:
         stored = models_dir / card.weights_digest[:16]

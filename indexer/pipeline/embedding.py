@@ -19,6 +19,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
 class Embedder:
     def __init__(self, branch: SiameseBranch, device: torch.device) -> None:
         self.device = device
@@ -26,10 +38,7 @@ class Embedder:
         self.branch = branch.to(device).to(memory_format=torch.channels_last).eval()
 
     def autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return contextlib.nullcontext()
+        return autocast_for(self.device)
 
     @torch.inference_mode()
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,180 @@
+"""`whysim train` and `whysim evaluate`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer.cli import USER_ERRORS, data_dir_options, datadir_from, echo_json
+from indexer.evaluation.evaluate import evaluate
+from indexer.model.backbones import BACKBONES
+from indexer.model.heads import HEADS
+from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, ModelRequest,
+                                   build_branch, load_checkpoint)
+from indexer.model.pooling import POOLINGS
+from indexer.pipeline.embedding import resolve_device
+from indexer.pipeline.runner import default_workers
+from indexer.training.collection import scan_labelled
+from indexer.training.objectives import LOSSES
+from indexer.training.run import TrainOptions, TrainRun
+from indexer.training.splits import SPLITS, Split
+from indexer.training.trainer import LoopSettings
+from indexer.training.views import VIEWS, parse_views
+
+COLLECTION = click.argument("collection", metavar="DATA_DIR",
+                            type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def model_request_options(func: Any) -> Any:
+    """The untrained model to start from (train) or to measure (evaluate without --model)."""
+    for decorator in reversed([
+        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
+        click.option("--weights", default="imagenet", show_default=True,
+                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
+        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
+                     help="Square input side, multiple of 32."),
+        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
+        click.option("--gem-p", type=float, default=3.0, show_default=True, help="GeM exponent."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def runtime_options(func: Any) -> Any:
+    for decorator in reversed([
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
+                     help="Decoding worker processes."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text."),
+        click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal)."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def _progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+@click.command("train")
+@COLLECTION
+@data_dir_options
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Checkpoint folder (default: DATA-DIR/runs/<collection>-<time>, inside --data-dir).")
+@model_request_options
+@click.option("--loss", type=click.Choice(LOSSES), default="supcon", show_default=True,
+              help="contrastive: the paper's pairs (one positive, one negative per image and epoch); "
+                   "supcon: supervised contrastive loss over class-balanced batches.")
+@click.option("--margin", type=float, default=1.0, show_default=True,
+              help="Contrastive margin on the Euclidean distance of unit vectors (1.0: cosine <= 0.5).")
+@click.option("--temperature", type=float, default=0.1, show_default=True, help="SupCon temperature.")
+@click.option("--head", type=click.Choice(HEADS), default="mlp", show_default=True,
+              help="Projection head: mlp (hidden layer as wide as the backbone, ReLU) or linear.")
+@click.option("--head-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Embedding size.")
+@click.option("--trainable-stages", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Backbone modules trained, counted from the end (0: backbone frozen; head only).")
+@click.option("--cache-features/--no-cache-features", default=None,
+              help="Compute the frozen part once per image and view and cache it in DATA-DIR/cache "
+                   "(default: on CPU yes, on CUDA no: train on augmented images).")
+@click.option("--views", default=",".join(VIEWS), show_default=True,
+              help=f"Cached views per image, from {', '.join(VIEWS)}; each epoch picks one per image.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many epochs without a higher validation ROC-AUC.")
+@click.option("--batch-size", type=click.IntRange(min=4), default=64, show_default=True, help="Images per step.")
+@click.option("--images-per-class", type=click.IntRange(min=2), default=8, show_default=True,
+              help="K of the class-balanced batches (supcon).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW learning rate of the head.")
+@click.option("--backbone-lr-scale", type=float, default=0.1, show_default=True,
+              help="Learning rate of the trainable backbone modules, relative to --lr.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--warmup-epochs", type=float, default=1.0, show_default=True,
+              help="Linear warm-up, then cosine decay to zero at the last epoch.")
+@click.option("--validation-fraction", type=float, default=0.15, show_default=True)
+@click.option("--test-fraction", type=float, default=0.15, show_default=True)
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Reuse the split of an earlier run (its split.json) instead of drawing one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split, pairs, batches and augmentation.")
+@runtime_options
+def train_command(collection: Path, data_dir: Path, catalog_url: str | None, output: Path | None,
+                  backbone: str, weights: str, input_size: int, pooling: str, gem_p: float, views: str,
+                  epochs: int, patience: int, lr: float, backbone_lr_scale: float, weight_decay: float,
+                  warmup_epochs: float, seed: int, as_json: bool, progress: bool | None, **options: Any) -> None:
+    """Train a Siamese branch on DATA_DIR, a class-per-folder image collection."""
+    show = _progress(progress)
+    try:
+        request = ModelRequest(backbone, weights, input_size, pooling, gem_p)
+        loop = LoopSettings(epochs=epochs, patience=patience, lr=lr, backbone_lr_scale=backbone_lr_scale,
+                            weight_decay=weight_decay, warmup_epochs=warmup_epochs, seed=seed, progress=show)
+        settings = TrainOptions(output=output, views=parse_views(views), loop=loop, **options)
+        report = TrainRun(collection, datadir_from(data_dir, catalog_url), request, settings).run()
+    except (*USER_ERRORS, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        # Ctrl-C during training itself is handled by the trainer (it keeps the best epoch);
+        # here it came during scanning or caching, whose finished part the cache keeps.
+        click.echo("interrupted before training; cached features are kept, rerun to continue", err=True)
+        sys.exit(130)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    click.echo(report.summary())
+    click.echo(f"next: whysim evaluate {collection} --model {report.output} "
+               f"--split-file {report.output / 'split.json'}")
+
+
+METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), ("Recall@1", "recall_at_1"),
+               ("Recall@5", "recall_at_5"), ("Recall@10", "recall_at_10"), ("pair ROC-AUC", "pair_roc_auc"),
+               ("pair accuracy", "pair_accuracy"), ("pair F1", "pair_f1"), ("threshold", "threshold"))
+
+
+@click.command("evaluate")
+@COLLECTION
+@data_dir_options
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A trained checkpoint; without it, the untrained model the options below describe.")
+@model_request_options
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A run's split.json: evaluate on one of its splits only.")
+@click.option("--split", "split_name", type=click.Choice(SPLITS), default=None,
+              help="Which split of --split-file (default: test).")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Images per forward pass (0: 64 on CPU, 256 on CUDA).")
+@runtime_options
+def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, model_path: Path | None,
+                     backbone: str, weights: str, input_size: int, pooling: str, gem_p: float,
+                     split_file: Path | None, split_name: str | None, batch_size: int, device: str,
+                     workers: int, as_json: bool, progress: bool | None) -> None:
+    """Retrieval (leave-one-out P@k, mAP@10, Recall@k) and pair verification on DATA_DIR."""
+    show = _progress(progress)
+    if split_name is not None and split_file is None:
+        raise click.UsageError("--split needs --split-file (a training run's split.json)")
+    try:
+        branch = (load_checkpoint(model_path) if model_path is not None
+                  else build_branch(ModelRequest(backbone, weights, input_size, pooling, gem_p)))
+        labelled = scan_labelled(collection, show)
+        if split_file is not None:
+            split_name = split_name or "test"
+            paths = Split.load(split_file).of(split_name)
+            labelled = labelled.subset(paths)
+            if len(labelled) < len(paths):
+                click.echo(f"note: {len(paths) - len(labelled)} files of the {split_name} split are not in "
+                           f"{collection}", err=True)
+        torch_device = resolve_device(device)
+        result = evaluate(branch, labelled, torch_device, batch_size or (256 if torch_device.type == "cuda" else 64),
+                          workers, show)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    result["split"] = split_name or "all"
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"model: {result['model']}")
+    click.echo(f"images: {result['images']} in {result['classes']} classes ({result['split']}), "
+               f"{int(result['pairs'])} verification pairs")
+    for title, key in METRIC_ROWS:
+        click.echo(f"  {title:<14} {result[key]:.4f}")
+
+
+COMMANDS = [train_command, evaluate_command]

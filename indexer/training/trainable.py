@@ -1,0 +1,63 @@
+"""The branch split for training: a frozen trunk and a trainable tail.
+
+The tail is the last `trainable_stages` modules of the backbone (0: none; for Lite0, 1 is
+the final 1x1 convolution, 2 adds the last MBConv block, ...), then pooling and the
+projection head. BatchNorm layers keep their ImageNet statistics (the branch stays in
+eval mode): batches of a few dozen images from one collection would only make them noisy.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from indexer.model.branch import SiameseBranch
+
+
+class TrainableBranch:
+    def __init__(self, branch: SiameseBranch, trainable_stages: int) -> None:
+        if trainable_stages < 0:
+            raise ValueError(f"trainable stages must be >= 0, got {trainable_stages}")
+        self.branch = branch.eval()
+        self.cut = max(0, len(branch.features) - trainable_stages)
+        self.trunk = branch.features[:self.cut]
+        self.tail = branch.features[self.cut:]
+        for parameter in branch.parameters():
+            parameter.requires_grad_(False)
+        for parameter in self.backbone_parameters() + self.head_parameters():
+            parameter.requires_grad_(True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.branch.input_mean.device
+
+    def to(self, device: torch.device) -> TrainableBranch:
+        # channels_last as in the indexer's Embedder: faster convolutions on CPU and CUDA
+        self.branch.to(device).to(memory_format=torch.channels_last)
+        return self
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return list(self.tail.parameters())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.branch.head.parameters()]
+
+    def trunk_maps(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (B, 3, S, S) -> frozen features at the cut point; never differentiated."""
+        pixels = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            return self.trunk(self.branch.normalize_input(pixels))
+
+    def embed_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Features at the cut point -> L2-normalised embeddings, differentiable w.r.t. the tail."""
+        maps = maps.to(self.device, non_blocking=True)
+        return self.branch.embed_feature_maps(self.tail(maps))
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {id(p) for p in self.backbone_parameters() + self.head_parameters()}
+        return {name: copy.deepcopy(tensor.detach()).cpu()
+                for name, tensor in self.branch.state_dict(keep_vars=True).items() if id(tensor) in names}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.branch.load_state_dict(state, strict=False)
