@@ -139,7 +139,7 @@ class VectorStore:
         """Writes to a temporary file, syncs it, then renames over `path`: readers and crashes
         only ever see the old or the new index, never half of one."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = _temp_path(path, os.getpid())
         try:
             faiss.write_index(self.index, str(tmp))
             with open(tmp, "rb+") as handle:
@@ -152,3 +152,16 @@ class VectorStore:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _temp_path(path: Path, owner: int | str) -> Path:
+    return path.with_name(f".{path.name}.{owner}.tmp")
+
+
+def remove_stale_temp_files(path: Path) -> int:
+    """Deletes what saves of `path` killed mid-write left behind; only a writer holding the
+    data directory's lock may call it (no other save can be in flight then)."""
+    stale = list(path.parent.glob(_temp_path(path, "*").name))
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return len(stale)

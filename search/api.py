@@ -16,12 +16,14 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from indexer.catalog.repository import ImageInfo
 from indexer.catalog.schema import ImageStatus
 from search import api_params
+from search.admin_api import register_admin
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
 from search.explanations import KINDS, SIDES, STYLES, ExplainedPair, Explanations
 from search.openapi import openapi_document
 from search.overlays import png_bytes
 from search.pictures import bytes_digest, image_version
+from search.reindex import ReindexJob
 from search.settings import ApiSettings
 from search.thumbnails import ServedFile, Thumbnails, served_file
 from search.uploads import UploadCache
@@ -54,6 +56,8 @@ def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> Api
     )
     app.extensions[EXTENSION_KEY] = services
     app.register_blueprint(api)
+    register_admin(app, ReindexJob(engine.datadir, lambda: engine.catalog.collection_roots().values(),
+                                   settings.device))
     install_app_error_handlers(app)
     return services
 

@@ -13,6 +13,8 @@ from search.settings import ApiSettings
 from search.uploads import parse_query_ref
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+NOT_A_FILE = ("'image' must be sent as a file (multipart/form-data), not as a text field: "
+              "the server never fetches URLs or opens paths it is given")
 
 
 def integer(value: Any, name: str, low: int, high: int, typed: bool = False) -> int:
@@ -38,6 +40,14 @@ def score(value: Any, name: str, typed: bool = False) -> float:
     if math.isnan(number) or not -1.0 <= number <= 1.0:
         raise BadRequest(f"{name} must be a cosine similarity between -1 and 1")
     return number
+
+
+def boolean(value: Any, name: str, typed: bool = False) -> bool:
+    if isinstance(value, bool):
+        return value
+    if not typed and isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise BadRequest(f"{name} must be true or false")
 
 
 def image_id(value: Any, name: str = "image_id", typed: bool = False) -> int:
@@ -79,16 +89,28 @@ class SearchParams:
     min_score: float | None
 
 
+def json_object(request: Request, example: str) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; anything else (malformed, or nested too
+    deep for the parser) is a 400 that shows `example`."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the JSON body must be an object, e.g. {example}")
+    return body
+
+
 def _fields(request: Request) -> tuple[dict[str, Any], bytes | None, bool]:
     """The body's fields, the uploaded file's bytes (if any), and whether the fields are typed (JSON)."""
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("the JSON body must be an object, e.g. {\"image_id\": 12, \"k\": 10}")
+        body = json_object(request, '{"image_id": 12, "k": 10}')
+        if "image" in body:
+            raise BadRequest(NOT_A_FILE)
         return body, None, True
     if request.mimetype in FORM_TYPES:
         if "image" in request.form:
-            raise BadRequest("'image' must be sent as a file (multipart/form-data), not as a text field")
+            raise BadRequest(NOT_A_FILE)
         upload = request.files.get("image")
         return dict(request.form.items()), (upload.read() if upload is not None else None), False
     if not request.mimetype and not request.content_length:

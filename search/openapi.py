@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search.admin_auth import SECURITY_SCHEME
 from search.engine import MAX_IMAGE_ID
 from search.explanations import KINDS, SIDES, STYLES
 from search.settings import ApiSettings
@@ -19,6 +20,9 @@ ERROR_TEXT = {
     "400": "Bad request: a malformed parameter or an image that cannot be decoded.",
     "404": "Unknown image id, image without a vector or file, or an uploaded query no longer held.",
     "413": "Upload larger than the byte limit, or an image with more pixels than allowed.",
+    "401": "Missing or wrong admin token (send `Authorization: Bearer <token>`).",
+    "403": "The server is read-only: no admin token is configured.",
+    "409": "A re-index is already running (this server's, or another `whysim index` on the data directory).",
     "415": "Unsupported request body type.",
     "503": "No searchable index yet (or a rebuild in progress), or the model cannot be loaded.",
 }
@@ -123,6 +127,14 @@ def _schemas(settings: ApiSettings) -> dict[str, Any]:
                                  "model": nullable(string), "model_card": nullable({"type": "object"}),
                                  "collections": {"type": "array", "items": string}, "disk_bytes": integer,
                                  "caches": {"type": "object", "additionalProperties": integer}}},
+        "ReindexStatus": {
+            "type": "object", "required": ["state", "prune", "started_at", "finished_at", "collections", "error"],
+            "properties": {"state": {"type": "string", "enum": ["idle", "running", "succeeded", "failed"]},
+                           "prune": {"type": "boolean"}, "started_at": nullable(string),
+                           "finished_at": nullable(string), "error": nullable(string),
+                           "collections": {"type": "array", "items": {
+                               "type": "object", "required": ["root"],
+                               "properties": {"root": string, "report": {"type": "object"}, "error": string}}}}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
                                   "vectors": integer, "model": string, "model_loaded": {"type": "boolean"},
@@ -162,6 +174,25 @@ def _search_operations(settings: ApiSettings, max_upload_bytes: int | None) -> d
                 "multipart/form-data": {"schema": upload},
                 "application/x-www-form-urlencoded": {"schema": by_reference},
                 "application/json": {"schema": by_reference}}}),
+    }
+
+
+def _admin_operations() -> dict[str, Any]:
+    secured = {"security": [{SECURITY_SCHEME: []}]}
+    prune = {"type": "object", "properties": {"prune": {
+        "type": "boolean", "default": False, "description": "Also drop the images whose files are gone."}}}
+    return {
+        "post": operation(
+            "Start an incremental re-index of every served collection (needs the admin token).", "startReindex",
+            {"202": json_response("Started; poll GET /api/index/refresh.", ref("ReindexStatus")),
+             **errors("400", "401", "403", "409")}, None,
+            requestBody={"required": False, "content": {"application/json": {"schema": prune},
+                                                        "application/x-www-form-urlencoded": {"schema": prune}}},
+            **secured),
+        "get": operation(
+            "State of the last re-index started by this server (needs the admin token).", "reindexStatus",
+            {"200": json_response("The job's state and per-collection reports.", ref("ReindexStatus")),
+             **errors("401", "403")}, **secured),
     }
 
 
@@ -230,9 +261,14 @@ def openapi_document(settings: ApiSettings, max_upload_bytes: int | None) -> dic
                 "Whether an index is ready to search.", "health",
                 {"200": json_response("Ready.", ref("Health")),
                  "503": json_response("Not ready; `error` says why.", ref("Health")), **errors()})},
+            "/api/index/refresh": _admin_operations(),
             "/api/openapi.json": {"get": operation(
                 "This description.", "openapi",
                 {"200": json_response("OpenAPI 3.0 document.", {"type": "object"}), **errors()})},
         },
-        "components": {"schemas": _schemas(settings)},
+        "components": {"schemas": _schemas(settings),
+                       "securitySchemes": {SECURITY_SCHEME: {
+                           "type": "http", "scheme": "bearer",
+                           "description": "The server's admin token (whysim serve --admin-token); without "
+                                          "one configured, the server is read-only."}}},
     }

@@ -7,15 +7,19 @@ from typing import Any
 from flask import Flask
 
 from indexer.datadir import resolve_data_dir
+from search.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
 from search.api import register_api
 from search.engine import SearchEngine
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
 from webui.pages import register_pages
+from webui.security import CORS_ORIGINS_KEY, install_security
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
     "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
     "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
+    ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403
+    CORS_ORIGINS_KEY: None,  # None: no CORS headers; else the exact origins allowed to call the API
 }
 
 
@@ -26,6 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     settings = ApiSettings.from_config(app.config)
+    check_admin_token(app.config[ADMIN_TOKEN_KEY])
+    install_security(app)
     datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s)

@@ -1,4 +1,7 @@
-"""`whysim serve`: the web app on werkzeug's threaded server; prints the page's URL once it listens."""
+"""`whysim serve`: the web app on werkzeug's threaded server, or on waitress (--production).
+
+Either way the page's URL is printed once the server listens (port 0 picks a free port).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +10,11 @@ import click
 from werkzeug.serving import make_server
 
 from indexer.cli import data_dir_options, datadir_from
+from search.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
 from webui.app import create_app
+from webui.production import DEFAULT_THREADS, serve_production
+from webui.security import CORS_ORIGINS_KEY
 
 
 @click.command("serve")
@@ -21,18 +27,40 @@ from webui.app import create_app
               help="Most hits one search may ask for.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
               help="Where queries are embedded and explained.")
+@click.option("--production", is_flag=True,
+              help="Serve with waitress (threaded production WSGI server) instead of Flask's development server.")
+@click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+              help="Request threads of the production server.")
+@click.option("--admin-token", envvar=ADMIN_TOKEN_KEY, default=None,
+              help=f"Enables the endpoints that change the collection (POST /api/index/refresh) for clients "
+                   f"sending 'Authorization: Bearer TOKEN'; at least {MIN_TOKEN_LENGTH} characters "
+                   f"(${ADMIN_TOKEN_KEY}). Without it the server is read-only.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="An origin (https://host[:port]) whose pages may call the API; repeat for more. "
+                   "Default: none (no CORS headers).")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
-                  max_k: int, device: str) -> None:
+                  max_k: int, device: str, production: bool, threads: int, admin_token: str | None,
+                  cors_origins: tuple[str, ...]) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     datadir = datadir_from(data_dir, catalog_url)
-    app = create_app({
-        "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
-        "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
-    })
+    try:
+        app = create_app({
+            "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
+            "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
+            ADMIN_TOKEN_KEY: admin_token or None, CORS_ORIGINS_KEY: list(cors_origins) or None,
+        })
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    access = "admin endpoints enabled" if admin_token else "read-only"
+    if production:
+        serve_production(app, host, port, threads,
+                         lambda port_bound: click.echo(f"serving {datadir.root} at {page_url(host, port_bound)} "
+                                                       f"(waitress, {threads} threads, {access}; Ctrl-C to stop)"))
+        return
     # When it cannot listen (port taken, address not ours), werkzeug says why and exits with 1.
     server = make_server(host, port, app, threaded=True)
-    # Port 0 picks a free port: the URL printed is the one really listened on.
-    click.echo(f"serving {datadir.root} at {page_url(host, server.server_port)} (Ctrl-C to stop)")
+    click.echo(f"serving {datadir.root} at {page_url(host, server.server_port)} "
+               f"(development server, {access}; Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, c
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
-from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
+from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
 
 INDEX_TYPE_SETTING = "index_type"
 MAX_PASSES = 3
@@ -138,13 +138,17 @@ class IndexRun:
         self.report = IndexReport()
 
     def run(self) -> IndexReport:
-        started = time.perf_counter()
         with self.datadir.writer_lock():
-            catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
-            try:
-                self._run(catalog, started)
-            finally:
-                catalog.engine.dispose()
+            return self.run_locked()
+
+    def run_locked(self) -> IndexReport:
+        """`run` for a caller that already holds the data directory's writer lock."""
+        started = time.perf_counter()
+        catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
+        try:
+            self._run(catalog, started)
+        finally:
+            catalog.engine.dispose()
         return self.report
 
     def _run(self, catalog: Catalog, started: float) -> None:
@@ -152,6 +156,7 @@ class IndexRun:
         branch, fresh = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         if options.rebuild:
             catalog.reset_all_to_pending()
+        remove_stale_temp_files(self.datadir.vectors_path)
         store = _open_store(self.datadir, branch.card.dim, fresh)
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset

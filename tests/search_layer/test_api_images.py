@@ -108,6 +108,9 @@ def test_rows_pointing_outside_their_collection_are_never_served(make_app, index
     "/api/images/1/file/../../../../etc/passwd",
     "/api/images/987654/file",
     "/api/images/987654/thumbnail",
+    "/api/images/1/file%00.jpg",
+    "/api/queries/../../../etc/passwd/image",
+    "/api/../../etc/passwd",
 ])
 def test_traversal_attempts_are_json_404(client, url) -> None:
     response = client.get(url)

@@ -1,52 +1,58 @@
-"""`whysim serve` starts a real HTTP server that answers the API."""
+"""`whysim serve` starts a real HTTP server that answers the API: Flask's development server by
+default, waitress with --production."""
 from __future__ import annotations
 
+import http.client
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.http_load import multipart_image, whysim_server
+from conftest import encode
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def post_json(port: int, body: dict) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", "/api/search", body=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
 
 
 def test_serve_answers_health_and_search_over_http(built_index, images) -> None:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "serve",
-                               "--data-dir", str(built_index.root), "--port", str(port), "--max-k", "5"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/health", timeout=5) as response:
-                    health = json.load(response)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        assert health["status"] == "ok" and health["vectors"] == 11
+    with whysim_server(built_index.root, "--max-k", "5") as server:
+        status, health = server.get_json("/api/health")
+        assert status == 200 and health["status"] == "ok" and health["vectors"] == 11
         query = images["blobs/blobs_001.jpg"].id
-        request = urllib.request.Request(f"{base}/api/search", data=json.dumps({"image_id": query}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            hits = json.load(response)["hits"]
-        assert len(hits) == 5 and query not in [hit["id"] for hit in hits]  # --max-k 5 caps the default k
-        request = urllib.request.Request(f"{base}/api/search", data=json.dumps({"image_id": query, "k": 6}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(request, timeout=30)
-            raise AssertionError("k above --max-k was accepted")
-        except urllib.error.HTTPError as error:
-            assert error.code == 400 and "between 1 and 5" in json.load(error)["error"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        status, answer = post_json(server.port, {"image_id": query})
+        assert status == 200 and len(answer["hits"]) == 5  # --max-k 5 caps the default k
+        assert query not in [hit["id"] for hit in answer["hits"]]
+        status, answer = post_json(server.port, {"image_id": query, "k": 6})
+        assert status == 400 and "between 1 and 5" in answer["error"]
+        assert "development server, read-only" in server.log()
+
+
+def test_production_server_is_waitress_with_json_errors_and_security_headers(built_index, images) -> None:
+    with whysim_server(built_index.root, "--production", "--threads", "2", "--max-upload-mb", "0.05") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request("GET", "/api/health")
+        health = connection.getresponse()
+        assert health.status == 200 and json.loads(health.read())["vectors"] == 11
+        assert health.getheader("Server") == "whysim"
+        assert health.getheader("X-Frame-Options") == "DENY" and health.getheader("Content-Security-Policy")
+
+        noise = np.random.default_rng(1).integers(0, 255, (150, 150, 3), dtype=np.uint8)
+        too_big = encode(Image.fromarray(noise), "PNG")
+        assert 0.05 * 2**20 < len(too_big) < 0.1 * 2**20
+        body, content_type = multipart_image(too_big, 3)
+        connection.request("POST", "/api/search", body=body, headers={"Content-Type": content_type})
+        refused = connection.getresponse()
+        assert refused.status == 413 and refused.getheader("Content-Type") == "application/json"
+        assert "upload too large" in json.loads(refused.read())["error"]
+
+        status, answer = post_json(server.port, {"image_id": images["stripes/stripes_002.jpg"].id, "k": 3})
+        assert status == 200 and len(answer["hits"]) == 3
+        status, answer = server.get_json("/api/index/refresh")
+        assert status == 403 and "read-only" in answer["error"]
+        assert "(waitress, 2 threads, read-only)" in server.log()
