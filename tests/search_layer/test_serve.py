@@ -55,4 +55,4 @@ def test_production_server_is_waitress_with_json_errors_and_security_headers(bui
         assert status == 200 and len(answer["hits"]) == 3
         status, answer = server.get_json("/api/index/refresh")
         assert status == 403 and "read-only" in answer["error"]
-        assert "(waitress, 2 threads, read-only)" in server.log()
+        assert "(waitress, 2 threads, read-only; Ctrl-C to stop)" in server.log()
