@@ -1,8 +1,24 @@
-"""FAISS vector store whose ids are catalog image ids; inner product on L2-normalised vectors."""
+"""FAISS vector store whose ids are catalog image ids; inner product on L2-normalised vectors.
+
+Three kinds of index, all wrapped in an IndexIDMap2 so ids are catalog ids:
+
+- ``flat``: exact scan. Best below EXACT_SEARCH_MAX_VECTORS.
+- ``hnsw``: HNSW graph over the full vectors. Fast and accurate, but as large as flat and
+  FAISS cannot delete graph nodes, so a removal rebuilds the graph.
+- ``ivfpq``: inverted lists of PQ codes (residuals, L2 on unit vectors, which ranks like
+  inner product) give candidates that are re-ranked with a float16 copy of every vector
+  (IndexRefine). The float16 copy keeps recall high and makes `reconstruct` (search by an
+  indexed image) exact to about 1e-3. Removal is native. Trained on the vectors it first
+  receives; `whysim compact` retrains.
+
+Measurements behind the thresholds and parameters: tests/benchmarks/README.md.
+"""
 from __future__ import annotations
 
 import logging
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -10,18 +26,50 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-INDEX_KINDS = ("flat", "hnsw")
-# Up to this many vectors an exact (flat) scan answers a query within a few milliseconds on
-# two cores at 1280 dimensions (tests/benchmarks/bench_index_threshold.py); above it we
-# switch to HNSW, which keeps latency flat as the collection grows.
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+# Largest collection searched exactly: up to here one query scans all vectors in a few
+# milliseconds on two cores at 1280 dimensions (tests/benchmarks/bench_index_threshold.py).
 EXACT_SEARCH_MAX_VECTORS = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 96
 
 
-def choose_index_kind(count: int) -> str:
-    return "flat" if count <= EXACT_SEARCH_MAX_VECTORS else "hnsw"
+def choose_index_kind(count: int, exact_max: int = EXACT_SEARCH_MAX_VECTORS) -> str:
+    """Exact search while it is fast enough, IVF-PQ with exact re-ranking above."""
+    return "flat" if count <= exact_max else "ivfpq"
+
+
+@dataclass(frozen=True)
+class IvfPqParams:
+    """IVF-PQ layout for a collection of `count` vectors of `dim` dimensions."""
+
+    nlist: int  # inverted lists (coarse k-means centroids)
+    m: int  # PQ sub-quantizers, one byte each
+    nbits: int
+    nprobe: int  # lists visited per query
+    k_factor: int  # candidates re-ranked exactly, per result asked for
+
+    @classmethod
+    def for_size(cls, count: int, dim: int) -> IvfPqParams:
+        # FAISS guideline: 4*sqrt(n) to 16*sqrt(n) lists; the low end keeps k-means
+        # training affordable on two cores. At least 39 training points per centroid.
+        nlist = _power_of_two_near(4 * math.sqrt(max(count, 1)))
+        nlist = max(1, min(nlist, count // 39))
+        # 8 bits per code when there are enough vectors to train 256 centroids.
+        nbits = max(1, min(8, int(math.log2(max(count, 2)))))
+        return cls(nlist=nlist, m=_pq_subquantizers(dim), nbits=nbits,
+                   nprobe=min(nlist, 32), k_factor=16)
+
+
+def _power_of_two_near(value: float) -> int:
+    return 1 << max(0, round(math.log2(max(value, 1.0))))
+
+
+def _pq_subquantizers(dim: int) -> int:
+    """Sub-vectors of about 16 dimensions (80 bytes for 1280-d); must divide `dim`."""
+    target = max(1, dim // 16)
+    return max(m for m in range(1, target + 1) if dim % m == 0)
 
 
 def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -37,16 +85,46 @@ def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
-def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
+def _new_index(dim: int, kind: str, training: np.ndarray | None = None) -> faiss.IndexIDMap2:
+    """An empty index of `kind`; ivfpq needs `training` vectors and stays untrained without."""
     if kind == "flat":
         inner = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
         inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         inner.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivfpq":
+        inner = _new_ivfpq(dim, training)
     else:
         raise ValueError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
-    return faiss.IndexIDMap2(inner)
+    wrapper = faiss.IndexIDMap2(inner)
+    wrapper.own_fields = True
+    inner.this.disown()  # the wrapper frees it
+    return wrapper
+
+
+def _new_ivfpq(dim: int, training: np.ndarray | None) -> faiss.IndexRefine:
+    count = 0 if training is None else len(training)
+    params = IvfPqParams.for_size(count, dim)
+    quantizer = faiss.IndexFlatL2(dim)
+    base = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.m, params.nbits)
+    base.own_fields = True
+    quantizer.this.disown()
+    base.nprobe = params.nprobe
+    refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
+    index = faiss.IndexRefine(base, refine)
+    index.own_fields = True
+    base.this.disown()
+    refine.this.disown()
+    index.k_factor = params.k_factor
+    if training is not None and count:
+        base.cp.niter = 10  # converges well enough for candidate lists; halves training time
+        base.pq.cp.max_points_per_centroid = 64  # PQ codebooks: 16k points are plenty
+        # Small collections train on few points on purpose (nlist and nbits shrink with them).
+        base.cp.min_points_per_centroid = 1
+        base.pq.cp.min_points_per_centroid = 1
+        index.train(training)
+    return index
 
 
 def _kind_of(index: faiss.Index) -> str:
@@ -56,30 +134,109 @@ def _kind_of(index: faiss.Index) -> str:
         return "flat"
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"
+    if isinstance(inner, faiss.IndexRefine) and isinstance(faiss.downcast_index(inner.base_index), faiss.IndexIVFPQ):
+        return "ivfpq"
     raise ValueError(f"unsupported FAISS index {type(inner).__name__}")
 
 
+def _sample(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    if len(vectors) <= count:
+        return vectors
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), count, replace=False))
+    return vectors[rows]
+
+
+def ivfpq_training_size(count: int, dim: int) -> int:
+    """Vectors worth training on: 64 per list (FAISS wants 39 to 256), at least 256 for PQ."""
+    params = IvfPqParams.for_size(count, dim)
+    return min(count, max(64 * params.nlist, 4096))
+
+
+def _remove_positions_from_refine(index: faiss.IndexIDMap2, doomed: np.ndarray) -> None:
+    """Removes sequence positions from IDMap2(IndexRefine(IVFPQ, SQ)) and renumbers the rest.
+
+    IndexRefine addresses its float16 copy by position, so after removing rows from both
+    parts the ids stored in the inverted lists must shift down to stay positions.
+    """
+    refine = faiss.downcast_index(index.index)
+    base = faiss.downcast_index(refine.base_index)
+    codes = faiss.downcast_index(refine.refine_index)
+    selector = faiss.IDSelectorBatch(len(doomed), faiss.swig_ptr(doomed))
+    base.remove_ids(selector)
+    codes.remove_ids(selector)
+    lists = faiss.downcast_InvertedLists(base.invlists)
+    for list_no in range(lists.nlist):
+        size = lists.list_size(list_no)
+        if size:
+            stored = faiss.rev_swig_ptr(lists.get_ids(list_no), size)  # a writable view
+            stored -= np.searchsorted(doomed, stored)
+    keep = np.ones(int(index.ntotal), dtype=bool)
+    keep[doomed] = False
+    remaining = faiss.vector_to_array(index.id_map)[keep]
+    faiss.copy_array_to_vector(remaining, index.id_map)
+    refine.ntotal = int(codes.ntotal)
+    index.ntotal = int(codes.ntotal)
+    index.construct_rev_map()
+
+
+class ReadOnlyStore(RuntimeError):
+    """The store was memory-mapped for serving and cannot change."""
+
+
 class VectorStore:
-    def __init__(self, index: faiss.IndexIDMap2, kind: str) -> None:
+    def __init__(self, index: faiss.IndexIDMap2, kind: str, read_only: bool = False) -> None:
         self.index = index
         self.kind = kind
+        self.read_only = read_only
 
     @classmethod
-    def empty(cls, dim: int, kind: str = "flat") -> VectorStore:
-        return cls(_new_index(dim, kind), kind)
+    def empty(cls, dim: int, kind: str = "flat", training: np.ndarray | None = None) -> VectorStore:
+        """An empty store. ivfpq trains on `training` (a sample of the collection, see
+        `ivfpq_training_size`), or else on the first vectors added."""
+        if training is not None:
+            training = _as_matrix(training, dim)
+        return cls(_new_index(dim, kind, training), kind)
 
     @classmethod
-    def load(cls, path: Path) -> VectorStore:
+    def build(cls, ids: np.ndarray | list[int], vectors: np.ndarray, kind: str) -> VectorStore:
+        """A store of `kind` holding `vectors`; ivfpq trains on a sample of them."""
+        matrix = _as_matrix(vectors, vectors.shape[-1])
+        training = _sample(matrix, ivfpq_training_size(len(matrix), matrix.shape[1])) if kind == "ivfpq" else None
+        store = cls.empty(matrix.shape[1], kind, training)
+        store.add(ids, matrix)
+        return store
+
+    def tune(self, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
+        """Search-time accuracy/speed knobs (saved with the index): ivfpq lists probed and
+        candidates re-ranked per result, HNSW search breadth. Others are ignored."""
+        inner = faiss.downcast_index(self.index.index)
+        if self.kind == "ivfpq":
+            if nprobe is not None:
+                faiss.downcast_index(inner.base_index).nprobe = int(nprobe)
+            if k_factor is not None:
+                inner.k_factor = float(k_factor)
+        elif self.kind == "hnsw" and ef_search is not None:
+            inner.hnsw.efSearch = int(ef_search)
+
+    @classmethod
+    def load(cls, path: Path, mmap: bool = False) -> VectorStore:
+        """Reads an index; `mmap` maps the vector data instead of reading it (for serving:
+        pages load on demand and processes share them), and the store is then read-only."""
         # read_index already returns the concrete class and owns it; downcasting again would
         # produce a non-owning wrapper whose memory is freed with the temporary.
-        index = faiss.read_index(str(path))
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(path), flags)
         if not isinstance(index, faiss.IndexIDMap2):
             raise ValueError(f"{path} is not a whysim vector index")
-        return cls(index, _kind_of(index))
+        return cls(index, _kind_of(index), read_only=mmap)
 
     @property
     def dim(self) -> int:
         return int(self.index.d)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.index.is_trained)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -87,30 +244,52 @@ class VectorStore:
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore("this vector store is memory-mapped read-only; load it without mmap to change it")
+
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        self._check_writable()
         id_array = _as_ids(ids)
         matrix = _as_matrix(vectors, self.dim)
         if len(id_array) != len(matrix):
             raise ValueError(f"{len(id_array)} ids for {len(matrix)} vectors")
-        if len(id_array):
-            self.index.add_with_ids(matrix, id_array)
+        if not len(id_array):
+            return
+        if not self.is_trained:
+            # An ivfpq store created empty trains on the first vectors it receives.
+            self.index = _new_index(self.dim, self.kind,
+                                    _sample(matrix, ivfpq_training_size(len(matrix), self.dim)))
+        self.index.add_with_ids(matrix, id_array)
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
+        self._check_writable()
         id_array = _as_ids(ids)
         if not len(id_array) or not len(self):
             return 0
         if self.kind == "flat":
             return int(self.index.remove_ids(id_array))
-        # HNSW graphs cannot drop nodes: rebuild from the vectors that stay.
         present = self.ids()
-        keep = ~np.isin(present, id_array)
-        removed = int((~keep).sum())
-        if removed:
-            vectors = self.index.index.reconstruct_n(0, len(self))
+        doomed = np.flatnonzero(np.isin(present, id_array)).astype(np.int64)
+        if not len(doomed):
+            return 0
+        if self.kind == "ivfpq":
+            _remove_positions_from_refine(self.index, doomed)
+        else:
+            # HNSW graphs cannot drop nodes: rebuild from the vectors that stay.
+            keep = np.ones(len(present), dtype=bool)
+            keep[doomed] = False
+            vectors = self.vectors()
             rebuilt = _new_index(self.dim, self.kind)
             rebuilt.add_with_ids(np.ascontiguousarray(vectors[keep]), np.ascontiguousarray(present[keep]))
             self.index = rebuilt
-        return removed
+        return len(doomed)
+
+    def vectors(self) -> np.ndarray:
+        """Every stored vector, in the order of `ids()` (float16-exact for ivfpq)."""
+        if not len(self):
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.index.index.reconstruct_n(0, len(self))
 
     def reconstruct(self, image_id: int) -> np.ndarray | None:
         try:
@@ -122,18 +301,28 @@ class VectorStore:
         """Top-k by inner product: (scores, ids), each (n, k); missing slots have id -1."""
         matrix = _as_matrix(queries, self.dim)
         k = max(1, min(int(k), max(len(self), 1)))
+        if not len(self):
+            return np.full((len(matrix), k), -np.inf, dtype=np.float32), np.full((len(matrix), k), -1, dtype=np.int64)
         scores, ids = self.index.search(matrix, k)
+        if self.kind == "ivfpq":
+            # Squared L2 between unit vectors: |q - x|^2 = 2 - 2 q.x
+            scores = np.where(ids >= 0, 1.0 - scores / 2.0, -np.inf).astype(np.float32)
         return scores, ids
 
     def converted(self, kind: str) -> VectorStore:
         """The same vectors in an index of another kind."""
         if kind == self.kind:
             return self
-        target = VectorStore.empty(self.dim, kind)
-        if len(self):
-            vectors = self.index.index.reconstruct_n(0, len(self))
-            target.add(self.ids(), vectors)
-        return target
+        if not len(self):
+            return VectorStore.empty(self.dim, kind)
+        return VectorStore.build(self.ids(), self.vectors(), kind)
+
+    def compacted(self, kind: str | None = None) -> VectorStore:
+        """A fresh index of the same vectors: drops HNSW/IVF leftovers of removals and
+        retrains IVF-PQ on today's collection. `kind` changes the index type as well."""
+        if not len(self):
+            return VectorStore.empty(self.dim, kind or self.kind)
+        return VectorStore.build(self.ids(), self.vectors(), kind or self.kind)
 
     def save(self, path: Path) -> None:
         """Writes to a temporary file, syncs it, then renames over `path`: readers and crashes
