@@ -3,9 +3,10 @@
 Three kinds of index, all wrapped in an IndexIDMap2 so ids are catalog ids:
 
 - ``flat``: exact scan. Best below EXACT_SEARCH_MAX_VECTORS.
-- ``hnsw``: HNSW graph over the full vectors. Fast and accurate, but as large as flat and
-  FAISS cannot delete graph nodes, so a removal rebuilds the graph.
-- ``ivfpq``: inverted lists of PQ codes (residuals, L2 on unit vectors, which ranks like
+- ``hnsw``: HNSW graph over the full vectors, the default above EXACT_SEARCH_MAX_VECTORS:
+  fast and accurate, but as large as flat and slow to build. FAISS cannot delete graph
+  nodes, so removed entries become tombstones that searches skip until a rebuild.
+- ``ivfpq``: for memory-bound or memory-mapped serving: inverted lists of PQ codes (residuals, L2 on unit vectors, which ranks like
   inner product) give candidates that are re-ranked with a float16 copy of every vector
   (IndexRefine). The float16 copy keeps recall high and makes `reconstruct` (search by an
   indexed image) exact to about 1e-3. Removal is native. Trained on the vectors it first
@@ -27,17 +28,25 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
-# Largest collection searched exactly: up to here one query scans all vectors in a few
-# milliseconds on two cores at 1280 dimensions (tests/benchmarks/bench_index_threshold.py).
-EXACT_SEARCH_MAX_VECTORS = 50_000
+# Largest collection searched exactly. A single 1280-d query scans flat vectors at about
+# 0.25 ms per thousand on one core here (tests/benchmarks/bench_index_threshold.py, CPU ms
+# per query: 5k 1.1, 10k 3.6, 20k 5-7, 50k 12.9, 100k 25.4), so exact search stays near
+# 5 ms up to 20k vectors.
+EXACT_SEARCH_MAX_VECTORS = 20_000
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 96
+HNSW_EF_CONSTRUCTION = 40  # FAISS default; build time grows with it, search breadth (efSearch) makes up recall
+HNSW_EF_SEARCH = 128
+# Removed HNSW entries stay in the graph as tombstones (id -1) until they are this share of
+# it; then the graph is rebuilt without them.
+HNSW_MAX_TOMBSTONE_SHARE = 0.5
+TOMBSTONE = -1
 
 
 def choose_index_kind(count: int, exact_max: int = EXACT_SEARCH_MAX_VECTORS) -> str:
-    """Exact search while it is fast enough, IVF-PQ with exact re-ranking above."""
-    return "flat" if count <= exact_max else "ivfpq"
+    """Exact search while a scan is fast enough, HNSW above (tests/benchmarks/README.md:
+    at a million vectors it keeps recall@10 near 0.97 within a few ms on two cores, where
+    IVF-PQ needs to scan an eighth of the collection for 0.94)."""
+    return "flat" if count <= exact_max else "hnsw"
 
 
 @dataclass(frozen=True)
@@ -52,14 +61,17 @@ class IvfPqParams:
 
     @classmethod
     def for_size(cls, count: int, dim: int) -> IvfPqParams:
-        # FAISS guideline: 4*sqrt(n) to 16*sqrt(n) lists; the low end keeps k-means
-        # training affordable on two cores. At least 39 training points per centroid.
-        nlist = _power_of_two_near(4 * math.sqrt(max(count, 1)))
+        # FAISS suggests 4 to 16 * sqrt(n) lists; k-means training dominates the build on
+        # two cores, and recall depends on the share of lists probed, not their number, so
+        # 2 * sqrt(n). At least 39 training points per centroid.
+        nlist = _power_of_two_near(2 * math.sqrt(max(count, 1)))
         nlist = max(1, min(nlist, count // 39))
         # 8 bits per code when there are enough vectors to train 256 centroids.
         nbits = max(1, min(8, int(math.log2(max(count, 2)))))
+        # Embeddings' neighbours spread over many cells: an eighth of the lists and 32
+        # candidates per result re-ranked give recall@10 ~0.94 (benchmarks README).
         return cls(nlist=nlist, m=_pq_subquantizers(dim), nbits=nbits,
-                   nprobe=min(nlist, 32), k_factor=16)
+                   nprobe=max(1, nlist // 8), k_factor=32)
 
 
 def _power_of_two_near(value: float) -> int:
@@ -147,7 +159,7 @@ def _sample(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
 
 
 def ivfpq_training_size(count: int, dim: int) -> int:
-    """Vectors worth training on: 64 per list (FAISS wants 39 to 256), at least 256 for PQ."""
+    """Vectors worth training on: 64 per list (FAISS wants 39 to 256), at least 4096 for the PQ codebooks."""
     params = IvfPqParams.for_size(count, dim)
     return min(count, max(64 * params.nlist, 4096))
 
@@ -188,6 +200,7 @@ class VectorStore:
         self.index = index
         self.kind = kind
         self.read_only = read_only
+        self._tombstones = int((self._id_map() == TOMBSTONE).sum()) if kind == "hnsw" else 0
 
     @classmethod
     def empty(cls, dim: int, kind: str = "flat", training: np.ndarray | None = None) -> VectorStore:
@@ -206,18 +219,6 @@ class VectorStore:
         store.add(ids, matrix)
         return store
 
-    def tune(self, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
-        """Search-time accuracy/speed knobs (saved with the index): ivfpq lists probed and
-        candidates re-ranked per result, HNSW search breadth. Others are ignored."""
-        inner = faiss.downcast_index(self.index.index)
-        if self.kind == "ivfpq":
-            if nprobe is not None:
-                faiss.downcast_index(inner.base_index).nprobe = int(nprobe)
-            if k_factor is not None:
-                inner.k_factor = float(k_factor)
-        elif self.kind == "hnsw" and ef_search is not None:
-            inner.hnsw.efSearch = int(ef_search)
-
     @classmethod
     def load(cls, path: Path, mmap: bool = False) -> VectorStore:
         """Reads an index; `mmap` maps the vector data instead of reading it (for serving:
@@ -230,6 +231,18 @@ class VectorStore:
             raise ValueError(f"{path} is not a whysim vector index")
         return cls(index, _kind_of(index), read_only=mmap)
 
+    def tune(self, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
+        """Search-time accuracy/speed knobs (saved with the index): ivfpq lists probed and
+        candidates re-ranked per result, HNSW search breadth. Others are ignored."""
+        inner = faiss.downcast_index(self.index.index)
+        if self.kind == "ivfpq":
+            if nprobe is not None:
+                faiss.downcast_index(inner.base_index).nprobe = int(nprobe)
+            if k_factor is not None:
+                inner.k_factor = float(k_factor)
+        elif self.kind == "hnsw" and ef_search is not None:
+            inner.hnsw.efSearch = int(ef_search)
+
     @property
     def dim(self) -> int:
         return int(self.index.d)
@@ -239,10 +252,21 @@ class VectorStore:
         return bool(self.index.index.is_trained)
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) - self._tombstones
+
+    def _id_map(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        id_map = self._id_map()
+        return id_map[id_map != TOMBSTONE] if self._tombstones else id_map
+
+    def vectors(self) -> np.ndarray:
+        """Every stored vector, in the order of `ids()` (float16-exact for ivfpq)."""
+        if not len(self):
+            return np.empty((0, self.dim), dtype=np.float32)
+        vectors = self.index.index.reconstruct_n(0, int(self.index.ntotal))
+        return vectors[self._id_map() != TOMBSTONE] if self._tombstones else vectors
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -254,6 +278,8 @@ class VectorStore:
         matrix = _as_matrix(vectors, self.dim)
         if len(id_array) != len(matrix):
             raise ValueError(f"{len(id_array)} ids for {len(matrix)} vectors")
+        if (id_array < 0).any():
+            raise ValueError("ids must be non-negative catalog ids")
         if not len(id_array):
             return
         if not self.is_trained:
@@ -269,29 +295,27 @@ class VectorStore:
             return 0
         if self.kind == "flat":
             return int(self.index.remove_ids(id_array))
-        present = self.ids()
-        doomed = np.flatnonzero(np.isin(present, id_array)).astype(np.int64)
+        id_map = self._id_map()
+        doomed = np.flatnonzero(np.isin(id_map, id_array[id_array != TOMBSTONE])).astype(np.int64)
         if not len(doomed):
             return 0
         if self.kind == "ivfpq":
             _remove_positions_from_refine(self.index, doomed)
-        else:
-            # HNSW graphs cannot drop nodes: rebuild from the vectors that stay.
-            keep = np.ones(len(present), dtype=bool)
-            keep[doomed] = False
-            vectors = self.vectors()
-            rebuilt = _new_index(self.dim, self.kind)
-            rebuilt.add_with_ids(np.ascontiguousarray(vectors[keep]), np.ascontiguousarray(present[keep]))
-            self.index = rebuilt
+            return len(doomed)
+        # FAISS cannot drop HNSW graph nodes: the removed entries become tombstones, which
+        # searches skip and which still route the graph, until a rebuild drops them.
+        id_map[doomed] = TOMBSTONE
+        faiss.copy_array_to_vector(id_map, self.index.id_map)
+        self.index.construct_rev_map()
+        self._tombstones += len(doomed)
+        if self._tombstones > HNSW_MAX_TOMBSTONE_SHARE * int(self.index.ntotal):
+            self.index = self.compacted().index
+            self._tombstones = 0
         return len(doomed)
 
-    def vectors(self) -> np.ndarray:
-        """Every stored vector, in the order of `ids()` (float16-exact for ivfpq)."""
-        if not len(self):
-            return np.empty((0, self.dim), dtype=np.float32)
-        return self.index.index.reconstruct_n(0, len(self))
-
     def reconstruct(self, image_id: int) -> np.ndarray | None:
+        if int(image_id) == TOMBSTONE:
+            return None
         try:
             return self.index.reconstruct(int(image_id))
         except RuntimeError:
@@ -303,23 +327,32 @@ class VectorStore:
         k = max(1, min(int(k), max(len(self), 1)))
         if not len(self):
             return np.full((len(matrix), k), -np.inf, dtype=np.float32), np.full((len(matrix), k), -1, dtype=np.int64)
-        scores, ids = self.index.search(matrix, k)
+        if self._tombstones:
+            scores, ids = self._search_skipping_tombstones(matrix, k)
+        else:
+            scores, ids = self.index.search(matrix, k)
         if self.kind == "ivfpq":
             # Squared L2 between unit vectors: |q - x|^2 = 2 - 2 q.x
             scores = np.where(ids >= 0, 1.0 - scores / 2.0, -np.inf).astype(np.float32)
         return scores, ids
 
+    def _search_skipping_tombstones(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        tombstone = np.array([TOMBSTONE], dtype=np.int64)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = faiss.downcast_index(self.index.index).hnsw.efSearch
+        # IndexIDMap2 hands the selector catalog ids, so tombstones are the id -1.
+        params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(1, faiss.swig_ptr(tombstone)))
+        return self.index.search(matrix, k, params=params)
+
     def converted(self, kind: str) -> VectorStore:
         """The same vectors in an index of another kind."""
         if kind == self.kind:
             return self
-        if not len(self):
-            return VectorStore.empty(self.dim, kind)
-        return VectorStore.build(self.ids(), self.vectors(), kind)
+        return self.compacted(kind)
 
     def compacted(self, kind: str | None = None) -> VectorStore:
-        """A fresh index of the same vectors: drops HNSW/IVF leftovers of removals and
-        retrains IVF-PQ on today's collection. `kind` changes the index type as well."""
+        """A fresh index of the same vectors: drops HNSW tombstones, retrains IVF-PQ on
+        today's collection. `kind` changes the index type as well."""
         if not len(self):
             return VectorStore.empty(self.dim, kind or self.kind)
         return VectorStore.build(self.ids(), self.vectors(), kind or self.kind)

@@ -1,8 +1,8 @@
 """The device decoder's preprocessing, run on CPU, against the PIL reader it must agree with."""
 from __future__ import annotations
 
-import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +159,11 @@ def test_index_with_device_decoder_matches_pil_decoder(tmp_path: Path) -> None:
     # Both directories number the same files identically (same scan order).
     for image_id in pil_store.ids():
         assert float(pil_store.reconstruct(image_id) @ device_store.reconstruct(image_id)) >= 0.99
+
+
+def test_stopping_early_ends_the_reader_threads(mixed_files: list[ReadRequest]) -> None:
+    reader = DeviceBatchReader(mixed_files * 4, SIZE, 2, torch.device("cpu"), MAX_PIXELS, threads=2)
+    batches = iter(reader)
+    next(batches)
+    batches.close()  # what a `for` loop does when its body raises (Ctrl-C, a failed write)
+    assert not [t for t in threading.enumerate() if t.name.startswith(("whysim-read", "whysim-decode"))]

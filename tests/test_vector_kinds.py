@@ -104,12 +104,22 @@ def test_ivfpq_recall_on_clustered_vectors() -> None:
 
 def test_auto_choice_by_size() -> None:
     assert choose_index_kind(100, exact_max=100) == "flat"
-    assert choose_index_kind(101, exact_max=100) == "ivfpq"
+    assert choose_index_kind(101, exact_max=100) == "hnsw"
     assert choose_index_kind(0) == "flat"
 
 
 def test_ivfpq_layout_scales_with_the_collection() -> None:
     small, large = IvfPqParams.for_size(300, 1280), IvfPqParams.for_size(1_000_000, 1280)
     assert small.nlist * 39 <= 300 and small.nbits == 8
-    assert large.nlist == 4096 and 1280 % large.m == 0
+    assert large.nlist == 2048 and large.nprobe == 256 and 1280 % large.m == 0
     assert IvfPqParams.for_size(10, 1280).nbits == 3  # fewer than 256 vectors: smaller codebooks
+
+
+def test_hnsw_rebuilds_once_tombstones_outnumber_live_entries() -> None:
+    store = VectorStore.build(IDS, VECTORS, "hnsw")
+    store.remove(IDS[:200])
+    assert int(store.index.ntotal) == len(IDS)  # tombstones only
+    store.remove(IDS[200:400])
+    assert int(store.index.ntotal) == len(store) == 200  # rebuilt without them
+    _, ids = store.search(VECTORS[400:450], 1)
+    assert (ids[:, 0] == IDS[400:450]).all()

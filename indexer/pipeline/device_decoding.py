@@ -81,13 +81,13 @@ def bilinear_weights(lengths: torch.Tensor, out_size: int, padded: int) -> torch
 def resize_group(images: list[torch.Tensor], size: int) -> torch.Tensor:
     """(B, 3, size, size) uint8: every image resized whole (no crop) in one batched product."""
     device = images[0].device
-    heights = torch.tensor([image.shape[1] for image in images], device=device)
-    widths = torch.tensor([image.shape[2] for image in images], device=device)
-    canvas = torch.zeros((len(images), 3, int(heights.max()), int(widths.max())), dtype=torch.float32, device=device)
+    heights = [image.shape[1] for image in images]
+    widths = [image.shape[2] for image in images]
+    canvas = torch.zeros((len(images), 3, max(heights), max(widths)), dtype=torch.float32, device=device)
     for row, image in enumerate(images):
         canvas[row, :, :image.shape[1], :image.shape[2]] = image
-    rows = bilinear_weights(heights, size, canvas.shape[2])[:, None]  # (B, 1, S, H)
-    cols = bilinear_weights(widths, size, canvas.shape[3]).transpose(1, 2)[:, None]  # (B, 1, W, S)
+    rows = bilinear_weights(torch.tensor(heights, device=device), size, canvas.shape[2])[:, None]  # (B, 1, S, H)
+    cols = bilinear_weights(torch.tensor(widths, device=device), size, canvas.shape[3]).transpose(1, 2)[:, None]
     resized = torch.matmul(torch.matmul(rows, canvas), cols)
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 

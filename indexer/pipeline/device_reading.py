@@ -82,26 +82,28 @@ class DeviceBatchReader:
     def __iter__(self) -> Iterator[ReadBatch]:
         out: queue.Queue[object] = queue.Queue(maxsize=2)
         stop = threading.Event()
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="whysim-read") as pool:
-            worker = threading.Thread(target=self._produce, args=(pool, out, stop), name="whysim-decode", daemon=True)
-            worker.start()
-            try:
-                while (item := out.get()) is not _END:
-                    if isinstance(item, BaseException):
-                        raise item
-                    batch, ready = item  # type: ignore[misc]
-                    if ready is not None:  # made on the decode thread's stream
-                        stream = torch.cuda.current_stream(self.device)
-                        stream.wait_event(ready)
-                        if batch.pixels is not None:
-                            batch.pixels.record_stream(stream)
-                    yield batch
-            finally:
-                stop.set()
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        out.get_nowait()
-                worker.join()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="whysim-read")
+        worker = threading.Thread(target=self._produce, args=(pool, out, stop), name="whysim-decode", daemon=True)
+        worker.start()
+        try:
+            while (item := out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                batch, ready = item  # type: ignore[misc]
+                if ready is not None:  # made on the decode thread's stream
+                    stream = torch.cuda.current_stream(self.device)
+                    stream.wait_event(ready)
+                    if batch.pixels is not None:
+                        batch.pixels.record_stream(stream)
+                yield batch
+        finally:  # also when the consumer stops early (Ctrl-C, an error): read no further
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    out.get_nowait()
+            worker.join()
+            pool.shutdown(wait=True)
 
     # ------------------------------------------------------------ decode thread
 
