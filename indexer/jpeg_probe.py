@@ -15,6 +15,7 @@ EOI = b"\xff\xd9"
 # Baseline, extended sequential and progressive Huffman frames: what nvJPEG and
 # libjpeg-turbo both decode. Other SOF markers (lossless, arithmetic, hierarchical) are not.
 SUPPORTED_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
+PROGRESSIVE_FRAME = 0xC2
 OTHER_FRAMES = frozenset({0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 START_OF_SCAN = 0xDA
@@ -31,6 +32,7 @@ class JpegHeader:
     height: int
     components: int
     orientation: int  # EXIF 1..8
+    progressive: bool = False
 
     @property
     def displayed_size(self) -> tuple[int, int]:
@@ -75,20 +77,20 @@ def probe_jpeg(data: bytes) -> JpegHeader | None:
         elif marker == APP14 and segment.startswith(b"Adobe") and len(segment) >= 12 and segment[11] == 0:
             return None  # RGB or CMYK stored without colour transform
         elif marker in SUPPORTED_FRAMES:
-            return _frame_header(segment, orientation)
+            return _frame_header(segment, orientation, progressive=marker == PROGRESSIVE_FRAME)
         elif marker in OTHER_FRAMES or marker == START_OF_SCAN:
             return None
         position += 2 + length
     return None
 
 
-def _frame_header(segment: bytes, orientation: int | None) -> JpegHeader | None:
+def _frame_header(segment: bytes, orientation: int | None, progressive: bool) -> JpegHeader | None:
     if len(segment) < 6 or orientation is None:
         return None
     precision, height, width, components = struct.unpack(">BHHB", segment[:6])
     if precision != 8 or components not in (1, 3) or not width or not height:
         return None
-    return JpegHeader(width, height, components, orientation)
+    return JpegHeader(width, height, components, orientation, progressive)
 
 
 def _exif_orientation(tiff: bytes) -> int | None:

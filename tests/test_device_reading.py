@@ -167,3 +167,9 @@ def test_stopping_early_ends_the_reader_threads(mixed_files: list[ReadRequest]) 
     next(batches)
     batches.close()  # what a `for` loop does when its body raises (Ctrl-C, a failed write)
     assert not [t for t in threading.enumerate() if t.name.startswith(("whysim-read", "whysim-decode"))]
+
+
+def test_probe_tells_progressive_jpegs_apart() -> None:
+    picture = make_picture(7, (64, 48))
+    assert probe_jpeg(encode(picture, progressive=True)).progressive  # type: ignore[union-attr]
+    assert not probe_jpeg(encode(picture)).progressive  # type: ignore[union-attr]

@@ -164,18 +164,25 @@ class DeviceBatchReader:
         return ReadBatch([file.result for file in loaded], pixels)
 
     def _decode(self, candidates: list[LoadedFile]) -> list[torch.Tensor | None]:
-        """Device decode in calls of at most DECODE_PIXEL_BUDGET pixels."""
-        images: list[torch.Tensor | None] = []
-        start = 0
-        while start < len(candidates):
-            end, budget = start, 0
-            while end < len(candidates):
-                size = candidates[end].header.pixels if candidates[end].header else 0
-                if end > start and budget + size > DECODE_PIXEL_BUDGET:
-                    break
-                budget += size
-                end += 1
-            files = [torch.frombuffer(bytearray(file.data or b""), dtype=torch.uint8) for file in candidates[start:end]]
-            images.extend(decode_jpegs(files, self.device))
-            start = end
+        """Device decode in calls of at most DECODE_PIXEL_BUDGET pixels. Progressive JPEGs go
+        in calls of their own: a decoder that refuses them fails its whole call, and each
+        file of a failed call is then retried alone."""
+        images: list[torch.Tensor | None] = [None] * len(candidates)
+        for progressive in (False, True):
+            rows = [row for row, file in enumerate(candidates)
+                    if file.header is not None and file.header.progressive == progressive]
+            start = 0
+            while start < len(rows):
+                end, budget = start, 0
+                while end < len(rows):
+                    size = candidates[rows[end]].header.pixels  # type: ignore[union-attr]
+                    if end > start and budget + size > DECODE_PIXEL_BUDGET:
+                        break
+                    budget += size
+                    end += 1
+                files = [torch.frombuffer(bytearray(candidates[row].data or b""), dtype=torch.uint8)
+                         for row in rows[start:end]]
+                for row, image in zip(rows[start:end], decode_jpegs(files, self.device)):
+                    images[row] = image
+                start = end
         return images
