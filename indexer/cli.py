@@ -16,7 +16,8 @@ from indexer.imaging import DEFAULT_MAX_PIXELS
 from indexer.model.backbones import BACKBONES
 from indexer.model.loading import ModelLoadError, ModelRequest, build_branch, load_checkpoint
 from indexer.model.pooling import POOLINGS
-from indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun, ModelMismatch, default_workers
+from indexer.pipeline.compaction import compact_index
+from indexer.pipeline.runner import DECODERS, IndexingInterrupted, IndexOptions, IndexRun, ModelMismatch, default_workers
 from indexer.vectors import INDEX_KINDS, VectorStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,14 @@ def datadir_from(data_dir: Path, catalog_url: str | None) -> DataDir:
 
 def echo_json(payload: object) -> None:
     click.echo(json.dumps(payload, sort_keys=True, default=str))
+
+
+def echo_report(report: Any, as_json: bool) -> None:
+    """A command's report: one JSON object, or its summary line."""
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.summary())
 
 
 MODEL_OPTION_NAMES = ("backbone", "weights", "input_size", "pooling", "gem_p")
@@ -92,7 +101,12 @@ def _active_card(datadir: DataDir) -> Any:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Images per catalog/vector commit.")
 @click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default="auto", show_default=True,
-              help="FAISS index kind; auto picks exact search for small collections.")
+              help="FAISS index kind; auto picks exact search for small collections, IVF-PQ above.")
+@click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="pil: decode in worker processes; device: read with threads, decode JPEGs in batches "
+                   "on the embedding device (nvJPEG on CUDA). auto: device on CUDA, pil on CPU.")
+@click.option("--read-threads", type=click.IntRange(min=0), default=0,
+              help="File-reading threads of the device decoder (0: a few per core).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary line.")
@@ -100,12 +114,13 @@ def _active_card(datadir: DataDir) -> Any:
 @click.pass_context
 def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
                   model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
-                  workers: int, chunk_size: int, index_type: str, max_pixels: int, as_json: bool,
-                  progress: bool | None, **model_values: Any) -> None:
+                  workers: int, chunk_size: int, index_type: str, decoder: str, read_threads: int,
+                  max_pixels: int, as_json: bool, progress: bool | None, **model_values: Any) -> None:
     """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
     datadir = datadir_from(data_dir, catalog_url)
     options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
-                           prune=prune, rebuild=rebuild, index_type=index_type, max_pixels=max_pixels,
+                           prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
+                           read_threads=read_threads, max_pixels=max_pixels,
                            progress=sys.stderr.isatty() if progress is None else progress)
     try:
         requested = _requested_model(ctx, datadir, model_path, model_values)
@@ -115,10 +130,7 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
         ctx.exit(130)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        click.echo(report.summary())
+    echo_report(report, as_json)
 
 
 @click.command("stats")
@@ -162,4 +174,20 @@ def collect_stats(datadir: DataDir) -> dict[str, Any]:
     return stats
 
 
-COMMANDS = [index_command, stats_command]
+@click.command("compact")
+@data_dir_options
+@click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default=None,
+              help="Rebuild as this kind and keep it for later runs (auto: choose by size again). "
+                   "Default: the current choice.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def compact_command(data_dir: Path, catalog_url: str | None, index_type: str | None, as_json: bool) -> None:
+    """Rebuild the vector index from the stored vectors (after many removals, or to change its type)."""
+    datadir = datadir_from(data_dir, catalog_url)
+    try:
+        report = compact_index(datadir, index_type)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    echo_report(report, as_json)
+
+
+COMMANDS = [index_command, stats_command, compact_command]

@@ -32,15 +32,23 @@ def read_image_file(request: ReadRequest, input_size: int, max_pixels: int) -> R
     try:
         data = request.path.read_bytes()
     except OSError as exc:
-        return ReadResult(request.image_id, None, None, None, f"cannot read file: {exc.strerror or exc}", None)
-    sha = hashlib.sha256(data).hexdigest()
+        return unreadable_file(request, exc)
+    return decode_file_bytes(request.image_id, data, hashlib.sha256(data).hexdigest(), input_size, max_pixels)
+
+
+def unreadable_file(request: ReadRequest, exc: OSError) -> ReadResult:
+    return ReadResult(request.image_id, None, None, None, f"cannot read file: {exc.strerror or exc}", None)
+
+
+def decode_file_bytes(image_id: int, data: bytes, sha256: str, input_size: int, max_pixels: int) -> ReadResult:
+    """The PIL path: decode, convert to RGB, resize; or the reason the file is refused."""
     try:
         decoded = decode_image(data, max_pixels=max_pixels, draft_size=input_size)
     except ImageRejected as exc:
-        return ReadResult(request.image_id, sha, None, None, str(exc), None)
+        return ReadResult(image_id, sha256, None, None, str(exc), None)
     array = resize_square(decoded.image, input_size)
     pixels = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-    return ReadResult(request.image_id, sha, decoded.width, decoded.height, None, pixels)
+    return ReadResult(image_id, sha256, decoded.width, decoded.height, None, pixels)
 
 
 class ImageFileDataset(Dataset[ReadResult]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from indexer.imaging import DEFAULT_MAX_PIXELS
 from indexer.model.branch import SiameseBranch
 from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card, store_checkpoint_copy
+from indexer.pipeline.background_writing import BackgroundChunkWriter
+from indexer.pipeline.device_reading import DeviceBatchReader
 from indexer.pipeline.embedding import Embedder, resolve_device
 from indexer.pipeline.planning import WorkItem, plan_collection
 from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
@@ -28,6 +30,7 @@ from indexer.scanning import scan_collection
 from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
 
 INDEX_TYPE_SETTING = "index_type"
+DECODERS = ("auto", "pil", "device")
 MAX_PASSES = 3
 
 
@@ -57,6 +60,8 @@ class IndexOptions:
     prune: bool = False
     rebuild: bool = False
     index_type: str = "auto"
+    decoder: str = "auto"  # pil: DataLoader workers; device: batched on the embedding device
+    read_threads: int = 0  # device decoder's file-reading threads (0: a few per core)
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
 
@@ -130,6 +135,8 @@ class IndexRun:
             raise FileNotFoundError(f"not a directory: {root}")
         if options.index_type not in ("auto", *INDEX_KINDS):
             raise ValueError(f"unknown index type {options.index_type!r}")
+        if options.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {options.decoder!r}; choose one of {', '.join(DECODERS)}")
         self.root = root.resolve()
         self.datadir = datadir.ensure()
         self.options = options
@@ -176,7 +183,8 @@ class IndexRun:
         if plan.new_files:
             catalog.add_pending(collection_id, [(f.path, f.size, f.mtime_ns, f.label) for f in plan.new_files])
 
-        writer = ChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size, options.flush_seconds)
+        writer = BackgroundChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size,
+                                       options.flush_seconds)
         embedder = Embedder(branch, resolve_device(options.device))
         attempted: set[int] = set()
         changed = {item.image_id: item for item in plan.changed}
@@ -193,6 +201,8 @@ class IndexRun:
             writer.flush()
             self._finish(writer, store, catalog, started, embed_started, branch.card)
             raise IndexingInterrupted(report) from None
+        finally:
+            writer.close()
         writer.flush()
         store = self._settle_index_type(catalog, writer.store)
         self._finish(writer, store, catalog, started, embed_started, branch.card)
@@ -220,13 +230,23 @@ class IndexRun:
                           prefetch_factor=4 if workers else None, persistent_workers=False,
                           pin_memory=torch.cuda.is_available() and self.options.device != "cpu")
 
+    def _batches(self, work: list[WorkItem], embedder: Embedder, batch_size: int) -> Iterable[ReadBatch]:
+        decoder = self.options.decoder
+        if decoder == "auto":
+            decoder = "device" if embedder.device.type == "cuda" else "pil"
+        if decoder == "pil":
+            return self._loader(work, embedder.branch.input_size, batch_size)
+        requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
+        return DeviceBatchReader(requests, embedder.branch.input_size, batch_size, embedder.device,
+                                 self.options.max_pixels, self.options.read_threads)
+
     def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
         by_id = {item.image_id: item for item in work}
         batch_size = self.options.batch_size or (256 if embedder.device.type == "cuda" else 64)
         bar = tqdm(total=len(work), unit="img", desc="embedding", disable=not self.options.progress,
                    dynamic_ncols=True, smoothing=0.1)
         try:
-            for batch in self._loader(work, embedder.branch.input_size, batch_size):
+            for batch in self._batches(work, embedder, batch_size):
                 self._handle_batch(batch, by_id, embedder, writer, catalog)
                 writer.maybe_flush()
                 bar.update(len(batch.results))

@@ -27,7 +27,9 @@ class WriteCounts:
 
 
 @dataclass
-class _Pending:
+class PendingChunk:
+    """Outcomes recorded since the last flush, written together."""
+
     ids: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     remove: set[int] = field(default_factory=set)
@@ -45,7 +47,7 @@ class ChunkWriter:
         self.flush_seconds = flush_seconds
         self.counts = WriteCounts()
         self.shas_this_run: dict[str, int] = {}
-        self._pending = _Pending()
+        self._pending = PendingChunk()
         self._last_flush = time.monotonic()
 
     # ---------------------------------------------------------------- outcomes
@@ -91,14 +93,29 @@ class ChunkWriter:
 
     # ------------------------------------------------------------------ flush
 
-    def maybe_flush(self) -> None:
+    def chunk_due(self) -> bool:
         due = time.monotonic() - self._last_flush >= self.flush_seconds
-        if len(self._pending.rows) >= self.chunk_size or (due and self._pending.rows):
+        return len(self._pending.rows) >= self.chunk_size or (due and bool(self._pending.rows))
+
+    @property
+    def pending_rows(self) -> int:
+        return len(self._pending.rows)
+
+    def maybe_flush(self) -> None:
+        if self.chunk_due():
             self.flush()
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, _Pending()
+        self.write_chunk(self.take_chunk())
+
+    def take_chunk(self) -> PendingChunk:
+        """Hands over everything recorded since the last call; the writer starts a new chunk."""
+        pending, self._pending = self._pending, PendingChunk()
         self._last_flush = time.monotonic()
+        return pending
+
+    def write_chunk(self, pending: PendingChunk) -> None:
+        """Vectors first (store saved atomically), then the catalog rows: see `reconcile`."""
         if pending.remove or pending.ids:
             if pending.remove:
                 self.store.remove(np.fromiter(pending.remove, dtype=np.int64))

@@ -1,0 +1,58 @@
+"""`whysim compact`: rebuilds the vector index from its stored vectors, without re-embedding.
+
+After many removals (HNSW keeps none of them cheaply, IVF lists drift from their centroids),
+after a collection grew far past the sample its IVF-PQ index was trained on, or to change
+the index type. The catalog is reconciled first, so only vectors of indexed rows survive.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog
+from indexer.datadir import DataDir
+from indexer.pipeline.reconcile import reconcile
+from indexer.pipeline.runner import INDEX_TYPE_SETTING
+from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
+
+
+@dataclass
+class CompactReport:
+    vectors: int
+    index_type_before: str
+    index_type: str
+    orphans_removed: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        change = (f"{self.index_type_before} -> {self.index_type}" if self.index_type != self.index_type_before
+                  else self.index_type)
+        return f"rebuilt {self.vectors} vectors into a {change} index in {self.seconds:.1f} s"
+
+
+def compact_index(datadir: DataDir, index_type: str | None = None) -> CompactReport:
+    """Rebuilds the index. `index_type` (a kind, or "auto" to let the size decide from now on)
+    is remembered for later runs of `whysim index`; None keeps the current choice."""
+    if index_type not in (None, "auto", *INDEX_KINDS):
+        raise ValueError(f"unknown index type {index_type!r}")
+    if not datadir.vectors_path.exists():
+        raise FileNotFoundError(f"no vector index in {datadir.root}; run `whysim index` first")
+    started = time.perf_counter()
+    with datadir.writer_lock():
+        catalog = Catalog(open_catalog_engine(datadir.catalog_url))
+        try:
+            store = VectorStore.load(datadir.vectors_path)
+            repaired = reconcile(catalog, store)
+            if index_type is not None:
+                catalog.set_setting(INDEX_TYPE_SETTING, None if index_type == "auto" else index_type)
+            wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
+            rebuilt = store.compacted(wanted)
+            rebuilt.save(datadir.vectors_path)
+        finally:
+            catalog.engine.dispose()
+    return CompactReport(len(rebuilt), store.kind, rebuilt.kind, repaired.orphan_vectors_removed,
+                         round(time.perf_counter() - started, 3))
