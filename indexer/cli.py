@@ -17,7 +17,8 @@ from indexer.model.backbones import BACKBONES
 from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPUT_SIZE, DEFAULT_POOLING,
                                    ModelLoadError, ModelRequest, build_branch, load_checkpoint)
 from indexer.model.pooling import POOLINGS
-from indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun, ModelMismatch, default_workers
+from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, IndexingInterrupted, IndexOptions, IndexRun,
+                                     ModelMismatch, default_workers)
 from indexer.vectors import INDEX_KINDS, VectorStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +89,8 @@ def _active_card(datadir: DataDir) -> Any:
 @click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to change the model).")
 @click.option("--prune", is_flag=True, help="Remove catalog entries and vectors of files that disappeared.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Images per forward pass (0: 64 on CPU, 256 on CUDA).")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0,
+              help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA).")
 @click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
               help="Decoding worker processes.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,

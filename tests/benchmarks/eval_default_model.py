@@ -10,6 +10,7 @@ mAP@10 and the embedding rate, then a JSON line with everything.
 """
 from __future__ import annotations
 
+import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import json
 import sys
