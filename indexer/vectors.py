@@ -152,3 +152,14 @@ class VectorStore:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def remove_stale_saves(path: Path) -> int:
+    """Deletes the temporary files that a killed `VectorStore.save` left next to `path`.
+
+    Call it only while holding the data directory's writer lock, when no save can be running.
+    """
+    stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return len(stale)
