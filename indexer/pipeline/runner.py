@@ -31,8 +31,8 @@ from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_
 logger = logging.getLogger(__name__)
 
 INDEX_TYPE_SETTING = "index_type"
-# On CPU, 32 embeds as fast as 64 (tests/benchmarks/bench_index_throughput.py) with a
-# third less memory: about 1.4 GB resident at 224x224 against 2.3 GB.
+# On CPU, 32 embeds as fast as 64 (tests/benchmarks/bench_index_throughput.py) with less
+# memory: at 224x224 a flowers run peaks at 1.9-2.1 GB resident against 2.3-3.3 GB.
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 256
 MAX_PASSES = 3
@@ -284,7 +284,8 @@ class IndexRun:
             if result.error is not None:
                 writer.failed(by_id[result.image_id], result)
         if to_embed and batch.pixels is not None:
-            vectors = embedder(batch.pixels[keep_rows])
+            everything = len(keep_rows) == len(batch.pixels)
+            vectors = embedder(batch.pixels if everything else batch.pixels[keep_rows])
             for (item, result), vector in zip(to_embed, vectors):
                 writer.indexed(item, result, vector)
 
