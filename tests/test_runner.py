@@ -19,7 +19,7 @@ from indexer.model.loading import ModelRequest, build_branch, load_for_card
 from indexer.pipeline.embedding import Embedder
 from indexer.pipeline.reading import ReadRequest, read_image_file
 from indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun
-from test_imaging import png_header_only, with_orientation
+from odd_images import png_header_only, with_orientation
 from whysim_cli import index_json, snapshot
 
 
