@@ -14,10 +14,12 @@ from indexer.catalog.repository import Catalog
 from indexer.datadir import CATALOG_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, DataDir, DataDirLocked, resolve_data_dir
 from indexer.imaging import DEFAULT_MAX_PIXELS
 from indexer.model.backbones import BACKBONES
-from indexer.model.loading import ModelLoadError, ModelRequest, build_branch, load_checkpoint
+from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPUT_SIZE, DEFAULT_POOLING,
+                                   ModelLoadError, ModelRequest, build_branch, load_checkpoint)
 from indexer.model.pooling import POOLINGS
 from indexer.pipeline.compaction import compact_index
-from indexer.pipeline.runner import DECODERS, IndexingInterrupted, IndexOptions, IndexRun, ModelMismatch, default_workers
+from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, IndexingInterrupted, IndexOptions,
+                                     IndexRun, ModelMismatch, default_workers)
 from indexer.vectors import INDEX_KINDS, VectorStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,16 +88,18 @@ def _active_card(datadir: DataDir) -> Any:
 @data_dir_options
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
               help="A trained checkpoint (directory with card.json and weights.pt) to embed with.")
-@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="lite0", show_default=True)
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True)
 @click.option("--weights", default="imagenet", show_default=True,
               help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path.")
-@click.option("--input-size", type=int, default=224, show_default=True, help="Square input side, multiple of 32.")
-@click.option("--pooling", type=click.Choice(POOLINGS), default="gem", show_default=True)
-@click.option("--gem-p", type=float, default=3.0, show_default=True, help="GeM exponent.")
+@click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
+              help="Square input side, multiple of 32.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True)
+@click.option("--gem-p", type=float, default=DEFAULT_GEM_P, show_default=True, help="GeM exponent.")
 @click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to change the model).")
 @click.option("--prune", is_flag=True, help="Remove catalog entries and vectors of files that disappeared.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Images per forward pass (0: 64 on CPU, 256 on CUDA).")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0,
+              help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA).")
 @click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
               help="Decoding worker processes.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,

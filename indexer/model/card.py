@@ -14,17 +14,24 @@ DEFAULT_THRESHOLD = 0.5
 
 CARD_VERSION = 1
 
+# The untrained default; chosen by measurement (README "Default model",
+# tests/benchmarks/eval_default_model.py). The CLI and ModelRequest use these too.
+DEFAULT_BACKBONE = "lite0"
+DEFAULT_INPUT_SIZE = 224
+DEFAULT_POOLING = "gem"
+DEFAULT_GEM_P = 3.0
+
 
 @dataclass(frozen=True)
 class ModelCard:
     """Describes one Siamese branch. Two cards with the same `identity()` embed identically."""
 
-    backbone: str = "lite0"
+    backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"  # "imagenet", "none", "checkpoint" or a file path
     weights_digest: str = ""
-    input_size: int = 224
-    pooling: str = "gem"
-    gem_p: float = 3.0
+    input_size: int = DEFAULT_INPUT_SIZE
+    pooling: str = DEFAULT_POOLING
+    gem_p: float = DEFAULT_GEM_P
     head_dim: int | None = None
     head: str = "linear"  # projection head kind (indexer.model.heads), used when head_dim is set
     dim: int = 0

@@ -11,7 +11,8 @@ from torch import nn
 
 from indexer.model.backbones import get_backbone
 from indexer.model.branch import SiameseBranch
-from indexer.model.card import DEFAULT_THRESHOLD, ModelCard
+from indexer.model.card import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPUT_SIZE, DEFAULT_POOLING,
+                                DEFAULT_THRESHOLD, ModelCard)
 from indexer.model.heads import build_head
 from indexer.model.pooling import build_pooling
 
@@ -19,10 +20,6 @@ CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
 # Random initialisation (`--weights none`) is seeded so the same request gives the same model.
 RANDOM_INIT_SEED = 0
-
-DEFAULT_BACKBONE = "lite0"
-DEFAULT_INPUT_SIZE = 224
-DEFAULT_POOLING = "gem"
 
 
 class ModelLoadError(RuntimeError):
@@ -37,7 +34,7 @@ class ModelRequest:
     weights: str = "imagenet"  # "imagenet", "none" or a path to a .pth file
     input_size: int = DEFAULT_INPUT_SIZE
     pooling: str = DEFAULT_POOLING
-    gem_p: float = 3.0
+    gem_p: float = DEFAULT_GEM_P
     head_dim: int | None = None
     head: str = "linear"
 
@@ -175,6 +172,7 @@ def model_for_index(request: ModelRequest | None, checkpoint: Path | None) -> Si
 
 
 __all__ = [
+    "DEFAULT_BACKBONE", "DEFAULT_GEM_P", "DEFAULT_INPUT_SIZE", "DEFAULT_POOLING",
     "ModelLoadError", "ModelRequest", "build_branch", "load_checkpoint", "load_for_card",
     "model_for_index", "save_checkpoint", "state_digest", "store_checkpoint_copy",
 ]

@@ -25,7 +25,7 @@ class ReadResult:
     width: int | None
     height: int | None
     error: str | None
-    pixels: torch.Tensor | None  # (3, S, S) uint8
+    pixels: torch.Tensor | None  # (3, S, S) uint8, a view of (S, S, 3) memory: channels_last
 
 
 def read_image_file(request: ReadRequest, input_size: int, max_pixels: int) -> ReadResult:
@@ -47,7 +47,7 @@ def decode_file_bytes(image_id: int, data: bytes, sha256: str, input_size: int, 
     except ImageRejected as exc:
         return ReadResult(image_id, sha256, None, None, str(exc), None)
     array = resize_square(decoded.image, input_size)
-    pixels = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(array).permute(2, 0, 1)  # no copy: the model wants channels_last
     return ReadResult(image_id, sha256, decoded.width, decoded.height, None, pixels)
 
 
@@ -68,12 +68,14 @@ class ImageFileDataset(Dataset[ReadResult]):
 @dataclass
 class ReadBatch:
     results: list[ReadResult]
-    pixels: torch.Tensor | None  # stacked pixels of the results without error, in order
+    pixels: torch.Tensor | None  # (B, 3, S, S) pixels of the results without error, in order; channels_last
 
 
 def collate_reads(results: list[ReadResult]) -> ReadBatch:
     ok = [r.pixels for r in results if r.pixels is not None]
-    stacked = torch.stack(ok) if ok else None
+    # Stacking the (S, S, 3) memory and permuting back gives a channels_last batch, so the
+    # embedder uses it as it is instead of copying it into that layout.
+    stacked = torch.stack([p.permute(1, 2, 0) for p in ok]).permute(0, 3, 1, 2) if ok else None
     for result in results:
         result.pixels = None  # travel once, in the stacked tensor
     return ReadBatch(results, stacked)

@@ -1,6 +1,7 @@
 """Runs one `whysim index`: owns the model, the store, the loop, the progress bar and the report."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -29,7 +30,13 @@ from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
 from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
 
+logger = logging.getLogger(__name__)
+
 INDEX_TYPE_SETTING = "index_type"
+# On CPU, 32 embeds as fast as 64 (tests/benchmarks/bench_index_throughput.py) with less
+# memory: at 224x224 a flowers run peaks at 1.9-2.1 GB resident against 2.3-3.3 GB.
+CPU_BATCH_SIZE = 32
+CUDA_BATCH_SIZE = 256
 DECODERS = ("auto", "pil", "device")
 MAX_PASSES = 3
 
@@ -53,7 +60,7 @@ def default_workers() -> int:
 @dataclass(frozen=True)
 class IndexOptions:
     device: str = "auto"
-    batch_size: int = 0  # 0: 64 on CPU, 256 on CUDA
+    batch_size: int = 0  # 0: CPU_BATCH_SIZE on CPU, CUDA_BATCH_SIZE on CUDA
     workers: int = field(default_factory=default_workers)
     chunk_size: int = 1024
     flush_seconds: float = 30.0
@@ -101,27 +108,49 @@ def _describe_mismatch(active: ModelCard, requested: ModelCard) -> str:
             f"by adding --rebuild, or drop the model options to keep using the existing one.")
 
 
+@dataclass(frozen=True)
+class OpenedModel:
+    card: ModelCard
+    load: Callable[[], SiameseBranch]
+    """Builds the branch; deferred so that a run with nothing to embed never loads weights."""
+    fresh: bool
+    """The store must start empty (new model or --rebuild)."""
+
+
 def _open_model(catalog: Catalog, datadir: DataDir, requested: SiameseBranch | None,
-                rebuild: bool) -> tuple[SiameseBranch, bool]:
-    """The branch to embed with, and whether the store must start empty."""
+                rebuild: bool) -> OpenedModel:
     active = catalog.active_model()
     if requested is None:
         if active is None:
             raise ValueError("no model: pass one, or index into a directory that has one")
-        return load_for_card(active, datadir.models_dir), rebuild
+        if rebuild:
+            catalog.reset_all_to_pending()
+        return OpenedModel(active, lambda: load_for_card(active, datadir.models_dir), rebuild)
     if active is not None and active.identity() != requested.card.identity() and not rebuild:
         raise ModelMismatch(_describe_mismatch(active, requested.card))
     fresh = rebuild or active is None or active.identity() != requested.card.identity()
     if fresh:
+        # Rows go back to pending before the new model becomes active: a crash in between
+        # must never leave the old model's vectors trusted under the new model's card.
+        catalog.reset_all_to_pending()
         if requested.card.weights not in ("imagenet", "none"):
             store_checkpoint_copy(requested, datadir.models_dir)
         catalog.set_active_model(requested.card)
-    return requested, fresh
+    return OpenedModel(requested.card, lambda: requested, fresh)
 
 
 def _open_store(datadir: DataDir, dim: int, fresh: bool) -> VectorStore:
+    """The saved store, or an empty one; `reconcile` then re-queues whatever has no vector."""
+    remove_stale_temp_files(datadir.vectors_path)
     if not fresh and datadir.vectors_path.exists():
-        store = VectorStore.load(datadir.vectors_path)
+        try:
+            store = VectorStore.load(datadir.vectors_path)
+        except (RuntimeError, ValueError) as exc:
+            # Saves are atomic, so only something outside whysim breaks the file; the images
+            # are the source of truth, so embed them again rather than refuse to work.
+            logger.warning("%s is unreadable (%s); every image will be embedded again",
+                           datadir.vectors_path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return VectorStore.empty(dim)
         if store.dim == dim:
             return store
     return VectorStore.empty(dim)
@@ -160,14 +189,12 @@ class IndexRun:
 
     def _run(self, catalog: Catalog, started: float) -> None:
         options, report = self.options, self.report
-        branch, fresh = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
-        if options.rebuild:
-            catalog.reset_all_to_pending()
-        remove_stale_temp_files(self.datadir.vectors_path)
-        store = _open_store(self.datadir, branch.card.dim, fresh)
+        model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
+        device = resolve_device(options.device)
+        store = _open_store(self.datadir, model.card.dim, model.fresh)
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
-        if repaired.changed or fresh:
+        if repaired.changed or model.fresh:
             store.save(self.datadir.vectors_path)
 
         collection_id = catalog.collection_id(self.root)
@@ -185,7 +212,7 @@ class IndexRun:
 
         writer = BackgroundChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size,
                                        options.flush_seconds)
-        embedder = Embedder(branch, resolve_device(options.device))
+        embedder: Embedder | None = None
         attempted: set[int] = set()
         changed = {item.image_id: item for item in plan.changed}
         embed_started = time.perf_counter()
@@ -194,18 +221,21 @@ class IndexRun:
                 work = self._work_items(catalog, collection_id, changed, attempted)
                 if not work:
                     break
+                if embedder is None:
+                    embedder = Embedder(model.load(), device)
+                    embed_started = time.perf_counter()
                 attempted.update(item.image_id for item in work)
                 changed = {}
                 self._embed_pass(work, embedder, writer, catalog)
         except KeyboardInterrupt:
             writer.flush()
-            self._finish(writer, store, catalog, started, embed_started, branch.card)
+            self._finish(writer, store, catalog, started, embed_started, model.card)
             raise IndexingInterrupted(report) from None
         finally:
             writer.close()
         writer.flush()
         store = self._settle_index_type(catalog, writer.store)
-        self._finish(writer, store, catalog, started, embed_started, branch.card)
+        self._finish(writer, store, catalog, started, embed_started, model.card)
 
     def _work_items(self, catalog: Catalog, collection_id: int, changed: dict[int, WorkItem],
                     attempted: set[int]) -> list[WorkItem]:
@@ -242,7 +272,7 @@ class IndexRun:
 
     def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
         by_id = {item.image_id: item for item in work}
-        batch_size = self.options.batch_size or (256 if embedder.device.type == "cuda" else 64)
+        batch_size = self.options.batch_size or (CUDA_BATCH_SIZE if embedder.device.type == "cuda" else CPU_BATCH_SIZE)
         bar = tqdm(total=len(work), unit="img", desc="embedding", disable=not self.options.progress,
                    dynamic_ncols=True, smoothing=0.1)
         try:
@@ -278,7 +308,8 @@ class IndexRun:
             if result.error is not None:
                 writer.failed(by_id[result.image_id], result)
         if to_embed and batch.pixels is not None:
-            vectors = embedder(batch.pixels[keep_rows])
+            everything = len(keep_rows) == len(batch.pixels)
+            vectors = embedder(batch.pixels if everything else batch.pixels[keep_rows])
             for (item, result), vector in zip(to_embed, vectors):
                 writer.indexed(item, result, vector)
 

@@ -1,0 +1,128 @@
+"""Indexing throughput: `whysim index` end to end against the model alone, in the same run.
+
+The model-only rate is the ceiling: the same branch, batch size and input size as the CLI,
+fed pre-decoded uint8 batches through the indexer's own Embedder (channels_last), so it
+times nothing but the forward passes. It is measured before and after the end-to-end run
+(their mean is the baseline; their spread shows how much the machine's load moved).
+End to end is the wall time of a fresh `whysim index` process into an empty data directory:
+start-up, model loading, scan, hashing, decoding, embedding and every catalog/FAISS write.
+
+Both are also given as CPU milliseconds per image (user + system, all threads and worker
+processes). On a busy machine wall-clock rates move with other people's load; CPU time per
+image hardly does, so the CPU ratio says what the pipeline costs on top of the model.
+
+    .venv/bin/python tests/benchmarks/bench_index_throughput.py [DATASET] [--workers N] [--keep DIR]
+"""
+from __future__ import annotations
+
+import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
+import argparse
+import itertools
+import json
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench_support import default_dataset, require_dataset, run_whysim
+from indexer.imaging import DEFAULT_MAX_PIXELS
+from indexer.model.loading import ModelRequest, build_branch
+from indexer.pipeline.embedding import Embedder
+from indexer.pipeline.reading import ReadRequest, read_image_file
+from indexer.pipeline.runner import CPU_BATCH_SIZE
+from indexer.scanning import scan_collection
+
+
+@dataclass(frozen=True)
+class Measurement:
+    images: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        return 1000 * self.cpu_seconds / self.images
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def model_only(dataset: Path, input_size: int, batch_size: int, batches: int) -> Measurement:
+    """The embedder alone on pre-decoded batches (one warm-up batch not timed)."""
+    embedder = Embedder(build_branch(ModelRequest(input_size=input_size)), torch.device("cpu"))
+    needed = batch_size * (batches + 1)
+    files = list(itertools.islice(scan_collection(dataset), needed))
+    decoded = [read_image_file(ReadRequest(i, dataset / f.path), input_size, DEFAULT_MAX_PIXELS).pixels
+               for i, f in enumerate(files)]
+    pixels = list(itertools.islice(itertools.cycle([p for p in decoded if p is not None]), needed))
+    stacks = [torch.stack(pixels[i:i + batch_size]) for i in range(0, needed, batch_size)]
+    embedder(stacks[0])
+    cpu_before, started = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
+    for stack in stacks[1:]:
+        embedder(stack)
+    return Measurement(batch_size * batches, time.perf_counter() - started,
+                       cpu_seconds(resource.RUSAGE_SELF) - cpu_before)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=CPU_BATCH_SIZE)
+    parser.add_argument("--workers", type=int, default=None, help="passed to whysim (default: its own)")
+    parser.add_argument("--model-batches", type=int, default=12, help="timed batches for the model-only rate")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the data directory here (for bench_rerun.py)")
+    args = parser.parse_args()
+    dataset = require_dataset(args.dataset)
+
+    def model_line(label: str, m: Measurement) -> None:
+        print(f"{label:<22}{m.rate:6.1f} images/s  {m.cpu_ms_per_image:5.1f} CPU ms/image  "
+              f"(lite0, {args.input_size}px, batch {args.batch_size})", flush=True)
+
+    before = model_only(dataset, args.input_size, args.batch_size, args.model_batches)
+    model_line("model only (before):", before)
+
+    data_dir = args.keep or Path(tempfile.mkdtemp(prefix="whysim-bench-"))
+    shutil.rmtree(data_dir, ignore_errors=True)
+    options = ["--device", "cpu", "--input-size", args.input_size, "--batch-size", args.batch_size, "--no-progress"]
+    if args.workers is not None:
+        options += ["--workers", args.workers]
+    children_before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    seconds, report = run_whysim("index", dataset, "--data-dir", data_dir, *options)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if args.keep is None:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    processed = report["indexed"] + report["duplicates"] + report["failed"]
+    whole = Measurement(processed, seconds, cpu_seconds(resource.RUSAGE_CHILDREN) - children_before)
+    print(f"{'whysim index:':<22}{whole.rate:6.1f} images/s  {whole.cpu_ms_per_image:5.1f} CPU ms/image  "
+          f"({processed} images in {seconds:.1f} s wall; embedding loop {report['images_per_second']:.1f} "
+          f"images/s; {report['indexed']} indexed, {report['duplicates']} duplicate, {report['failed']} failed; "
+          f"peak memory {peak_mb:.0f} MB)", flush=True)
+
+    after = model_only(dataset, args.input_size, args.batch_size, args.model_batches)
+    model_line("model only (after):", after)
+    ratio = whole.rate / ((before.rate + after.rate) / 2)
+    cpu_ratio = ((before.cpu_ms_per_image + after.cpu_ms_per_image) / 2) / whole.cpu_ms_per_image
+    print(f"ratio end-to-end / model-only: {ratio:.2f} wall-clock (goal >= 0.85), {cpu_ratio:.2f} in CPU time")
+    print(json.dumps({
+        "dataset": str(dataset), "images": processed, "wall_seconds": round(seconds, 2),
+        "end_to_end_images_per_second": round(whole.rate, 2), "end_to_end_cpu_ms": round(whole.cpu_ms_per_image, 2),
+        "embedding_loop_images_per_second": report["images_per_second"],
+        "model_only_before": round(before.rate, 2), "model_only_after": round(after.rate, 2),
+        "model_only_cpu_ms": round((before.cpu_ms_per_image + after.cpu_ms_per_image) / 2, 2),
+        "ratio": round(ratio, 3), "cpu_ratio": round(cpu_ratio, 3), "peak_memory_mb": round(peak_mb),
+        "workers": args.workers, "input_size": args.input_size, "batch_size": args.batch_size}))
+
+
+if __name__ == "__main__":
+    main()

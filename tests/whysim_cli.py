@@ -1,0 +1,69 @@
+"""Helpers for tests that drive the real `whysim` command and read back what it stored."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from click.testing import CliRunner, Result
+
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog, ImageInfo
+from indexer.datadir import DataDir
+from indexer.vectors import VectorStore
+from webui.cli import cli
+
+# Where the model's input size does not matter: a tiny input and no worker processes.
+SMALL = ("--input-size", "64", "--workers", "0", "--no-progress")
+
+
+def whysim(*args: str, exit_code: int = 0) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == exit_code, result.output
+    return result
+
+
+def whysim_json(*args: str) -> dict[str, Any]:
+    return json.loads(whysim(*args, "--json").stdout)
+
+
+def index_json(root: Path, datadir: DataDir, *extra: str) -> dict[str, Any]:
+    """`whysim index ROOT --json` with the small model settings unless `extra` overrides them."""
+    return whysim_json("index", root, "--data-dir", datadir.root, *SMALL, *extra)
+
+
+@dataclass
+class Snapshot:
+    """Everything a data directory holds after a run, keyed by image path."""
+
+    images: dict[str, ImageInfo]
+    store: VectorStore
+
+    def vector(self, path: str) -> np.ndarray | None:
+        return self.store.reconstruct(self.images[path].id)
+
+    def by_status(self, status: str) -> set[str]:
+        return {path for path, info in self.images.items() if info.status == status}
+
+    def assert_consistent(self) -> None:
+        """Vector ids are exactly the indexed rows; every copy points at an indexed row."""
+        ids = self.store.ids().tolist()
+        assert len(ids) == len(set(ids)), "an id has two vectors"
+        indexed = {info.id for info in self.images.values() if info.status == "indexed"}
+        assert set(ids) == indexed
+        by_id = {info.id: info for info in self.images.values()}
+        for info in self.images.values():
+            if info.status == "duplicate":
+                assert by_id[info.duplicate_of_id].status == "indexed"
+                assert by_id[info.duplicate_of_id].sha256 == info.sha256
+
+
+def snapshot(datadir: DataDir) -> Snapshot:
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        rows = Catalog(engine).list_images(status=None, limit=1_000_000)
+    finally:
+        engine.dispose()
+    return Snapshot({info.path: info for info in rows}, VectorStore.load(datadir.vectors_path))
