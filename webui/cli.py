@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from indexer.cli import COMMANDS as INDEXER_COMMANDS
+from search.explain_cli import COMMANDS as EXPLAIN_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,6 +14,8 @@ def cli() -> None:
 
 
 for _command in INDEXER_COMMANDS:
+    cli.add_command(_command)
+for _command in EXPLAIN_COMMANDS:
     cli.add_command(_command)
 
 
