@@ -153,7 +153,8 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
     if as_json:
         echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
                    "skipped": evaluation.skipped, "seed": seed, "steps": STEPS, "perturbed": "hit",
-                   "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary})
+                   "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary,
+                   "pair_results": [result.to_dict() for result in evaluation.results]})
         return
     click.echo(f"{len(evaluation.results)} pairs from {directory} (seed {seed}), model {branch.card.short_name()}, "
                f"threshold {explainer.threshold:.3f}; the hit is perturbed, scored against the unmodified query")

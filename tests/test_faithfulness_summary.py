@@ -36,5 +36,17 @@ def test_empty_groups_are_left_out_and_the_table_has_a_row_per_group_and_map() -
     assert set(summary) == {"all", "similar verdict", "same class"}
     table = format_table(summary).splitlines()
     assert "deletion AUC" in table[0] and "ins - random" in table[0]
-    assert len(table) == 2 + 3 * 3
+    assert len(table) == 2 + 5 + 3 + 5  # verdict groups have no role rows: they equal factual/counterfactual
     assert any(line.startswith("similar verdict") and "factual" in line and "-0.300" in line for line in table)
+
+
+def test_maps_by_role_follow_the_verdict() -> None:
+    results = [result(True, "similar", 0.2, 0.5), result(False, "dissimilar", 0.6, 0.4)]
+    assert results[0].role_aucs()["for similarity"] == results[0].aucs["factual"]
+    assert results[1].role_aucs()["for similarity"] == results[1].aucs["counterfactual"]
+    assert results[1].role_aucs()["against similarity"] == results[1].aucs["factual"]
+    summary = summarise(results)
+    # for similarity: deletion 0.2 (factual, similar pair) and 0.8 (counterfactual, dissimilar pair)
+    assert summary["all"]["for similarity"]["deletion"]["mean"] == pytest.approx(0.5)
+    assert summary["all"]["against similarity"]["deletion_minus_random"]["mean"] == pytest.approx(0.25)
+    assert "for similarity" not in summary["similar verdict"]
