@@ -63,7 +63,7 @@ def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | No
         return load_checkpoint(model_path)
     explicit = {name for name in MODEL_OPTION_NAMES
                 if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
-    active = _active_card(datadir)
+    active = active_model_card(datadir)
     if active is not None and not explicit:
         return None
     base = ModelRequest()
@@ -73,7 +73,8 @@ def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | No
     return build_branch(ModelRequest(**{**base.__dict__, **overrides}))
 
 
-def _active_card(datadir: DataDir) -> Any:
+def active_model_card(datadir: DataDir) -> Any:
+    """The model the data directory's index was built with; None when there is no catalog yet."""
     if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
         return None
     engine = open_catalog_engine(datadir.catalog_url)

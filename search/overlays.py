@@ -9,6 +9,8 @@ from PIL import Image, ImageDraw, ImageFont
 from search.explaining import PairExplanation, upsample_map
 
 DEFAULT_OPACITY = 0.5
+# A map whose peak is below this holds no evidence (e.g. an image paired with itself).
+EMPTY_MAP_PEAK = 1e-3
 
 
 def jet_colours(values: np.ndarray) -> np.ndarray:
@@ -64,8 +66,10 @@ def explanation_panel(query: Image.Image, hit: Image.Image, explanation: PairExp
         tiles = (fitted, heatmap_overlay(fitted, maps.factual, opacity),
                  heatmap_overlay(fitted, maps.counterfactual, opacity))
         top = title_h + row * (side + caption_h + pad)
+        empty = (False, maps.factual.max() < EMPTY_MAP_PEAK, maps.counterfactual.max() < EMPTY_MAP_PEAK)
         for column, (tile, caption) in enumerate(zip(tiles, columns)):
             left = pad + column * (side + pad)
             panel.paste(tile, (left + (side - tile.width) // 2, top + (side - tile.height) // 2))
-            draw.text((left, top + side + 2), f"{name}: {caption}", fill="black", font=font)
+            note = ": none" if empty[column] else ""
+            draw.text((left, top + side + 2), f"{name}: {caption}{note}", fill="black", font=font)
     return panel

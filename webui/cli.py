@@ -6,6 +6,7 @@ import click
 from indexer.cli import COMMANDS as INDEXER_COMMANDS
 from indexer.training.cli import COMMANDS as TRAINING_COMMANDS
 from search.cli import COMMANDS as SEARCH_COMMANDS
+from search.explain_cli import COMMANDS as EXPLAIN_COMMANDS
 from webui.commands import COMMANDS as WEBUI_COMMANDS
 
 
@@ -15,7 +16,7 @@ def cli() -> None:
     """Explainable image similarity search."""
 
 
-for _command in [*INDEXER_COMMANDS, *TRAINING_COMMANDS, *SEARCH_COMMANDS, *WEBUI_COMMANDS]:
+for _command in [*INDEXER_COMMANDS, *TRAINING_COMMANDS, *SEARCH_COMMANDS, *EXPLAIN_COMMANDS, *WEBUI_COMMANDS]:
     cli.add_command(_command)
 
 

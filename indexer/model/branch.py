@@ -47,7 +47,9 @@ class SiameseBranch(nn.Module):
 
     def embed_feature_maps(self, fmaps: torch.Tensor) -> torch.Tensor:
         vectors = self.head(self.pooling(fmaps))
-        return F.normalize(vectors.float(), dim=-1, eps=1e-12)
+        if vectors.dtype != torch.float64:  # float64 stays: explanations differentiate the tail in it
+            vectors = vectors.float()
+        return F.normalize(vectors, dim=-1, eps=1e-12)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed_feature_maps(self.feature_maps(images))

@@ -1,0 +1,166 @@
+"""`whysim explain A B` (similarity, verdict, panel PNG) and `whysim evaluate-explanations DIR`."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+
+from indexer.cli import MODEL_OPTION_NAMES, USER_ERRORS, data_dir_options, datadir_from, echo_json
+from indexer.imaging import ImageRejected
+from indexer.model.backbones import BACKBONES
+from indexer.model.branch import SiameseBranch
+from indexer.model.loading import DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, ModelRequest
+from indexer.model.pooling import POOLINGS
+from indexer.pipeline.embedding import Embedder, resolve_device
+from search.explaining import PairExplainer, PairExplanation
+from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
+from search.faithfulness_evaluation import evaluate_pairs, format_table, summarise
+from search.image_files import read_image_file
+from search.model_choice import choose_branch
+from search.overlays import explanation_panel
+from search.pair_sampling import draw_pairs, labelled_files
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXPLAIN_ERRORS = (*USER_ERRORS, ImageRejected)
+
+
+def model_options(func: F) -> F:
+    """--model, --backbone, --weights, --input-size, --pooling, --gem-p, --threshold, --device."""
+    defaults = ModelRequest()
+    options = [
+        click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="A trained checkpoint (directory with card.json and weights.pt)."),
+        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
+        click.option("--weights", default=defaults.weights, show_default=True,
+                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
+        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
+                     help="Square input side, multiple of 32."),
+        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
+        click.option("--gem-p", type=float, default=defaults.gem_p, show_default=True, help="GeM exponent."),
+        click.option("--threshold", type=float, default=None,
+                     help="Decision threshold on cosine similarity (default: the model card's)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_path: Path | None,
+            values: dict[str, Any]) -> SiameseBranch:
+    """Without --model or model options, the data directory's index model (else the default model)."""
+    explicit = {name: values[name] for name in MODEL_OPTION_NAMES
+                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit)
+
+
+def _explainer(branch: SiameseBranch, device: str, threshold: float | None) -> tuple[PairExplainer, Embedder]:
+    embedder = Embedder(branch, resolve_device(device))
+    return PairExplainer(embedder.branch, threshold), embedder
+
+
+def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
+    return {
+        "similarity": explanation.similarity,
+        "verdict": explanation.verdict,
+        "threshold": explanation.threshold,
+        "factual": f"evidence for the verdict '{explanation.verdict}'",
+        "counterfactual": f"evidence against the verdict '{explanation.verdict}'",
+    }
+
+
+def _default_panel_path(first: Path, second: Path) -> Path:
+    return Path(f"explain-{first.stem}-vs-{second.stem}.png")
+
+
+@click.command("explain", short_help="Similarity, verdict and Grad-CAM panel for two image files.")
+@click.argument("first", metavar="A", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", metavar="B", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Panel PNG to write (default: explain-A-vs-B.png in the current directory).")
+@click.option("--maps", "maps_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save the raw maps (target-layer resolution, [0, 1]) to this .npz file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@model_options
+@data_dir_options
+@click.pass_context
+def explain_command(ctx: click.Context, first: Path, second: Path, output: Path | None, maps_path: Path | None,
+                    as_json: bool, model_path: Path | None, threshold: float | None, device: str,
+                    data_dir: Path, catalog_url: str | None, **model_values: Any) -> None:
+    """Similarity of images A and B, the model's verdict, and a panel PNG with each image and its
+    factual (for the verdict) and counterfactual (against it) Grad-CAM overlays."""
+    output = output or _default_panel_path(first, second)
+    try:
+        branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
+        explainer, _ = _explainer(branch, device, threshold)
+        query, hit = (read_image_file(path, branch.input_size) for path in (first, second))
+        explanation = explainer.explain(query.pixels, hit.pixels[None])[0]
+        explanation_panel(query.image, hit.image, explanation).save(output, "PNG")
+        if maps_path is not None:
+            np.savez_compressed(maps_path, query_factual=explanation.query.factual,
+                                query_counterfactual=explanation.query.counterfactual,
+                                hit_factual=explanation.hit.factual,
+                                hit_counterfactual=explanation.hit.counterfactual)
+    except EXPLAIN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # the panel or maps file could not be written
+        raise click.ClickException(f"cannot write output: {exc}") from exc
+    summary = {**explanation_summary(explanation), "a": str(first), "b": str(second), "panel": str(output),
+               "maps": str(maps_path) if maps_path else None, "model": branch.card.short_name()}
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"similarity {explanation.similarity:.4f}: {explanation.verdict} "
+               f"(threshold {explanation.threshold:.3f}, model {summary['model']})")
+    click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
+    click.echo(f"panel: {output}")
+
+
+@click.command("evaluate-explanations", short_help="Deletion/insertion faithfulness of the maps on labelled pairs.")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pairs", "pair_count", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Pairs to draw: half same-class, half different-class (class = parent folder).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds pair drawing, random maps and tie-breaks.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Perturbed images per forward pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@model_options
+@data_dir_options
+@click.pass_context
+def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_count: int, seed: int, batch_size: int,
+                                  as_json: bool, progress: bool | None, model_path: Path | None,
+                                  threshold: float | None, device: str, data_dir: Path, catalog_url: str | None,
+                                  **model_values: Any) -> None:
+    """Faithfulness of the hit's factual, counterfactual and random maps on pairs drawn from DIRECTORY
+    (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill."""
+    try:
+        pairs = draw_pairs(labelled_files(directory), pair_count, seed)
+        branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
+        explainer, embedder = _explainer(branch, device, threshold)
+        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, STEPS, batch_size,
+                                    progress=sys.stderr.isatty() if progress is None else progress)
+    except EXPLAIN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not evaluation.results:
+        raise click.ClickException(f"no pair could be read: {'; '.join(evaluation.skipped[:3])}")
+    summary = summarise(evaluation.results)
+    if as_json:
+        echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
+                   "skipped": evaluation.skipped, "seed": seed, "steps": STEPS, "perturbed": "hit",
+                   "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary,
+                   "pair_results": [result.to_dict() for result in evaluation.results]})
+        return
+    click.echo(f"{len(evaluation.results)} pairs from {directory} (seed {seed}), model {branch.card.short_name()}, "
+               f"threshold {explainer.threshold:.3f}; the hit is perturbed, scored against the unmodified query")
+    click.echo(format_table(summary))
+    for reason in evaluation.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+
+
+COMMANDS = [explain_command, evaluate_explanations_command]

@@ -1,0 +1,94 @@
+"""Explaining 10 hits (all 40 maps) against (a) one forward pass and (b) pytorch-grad-cam per pair and side.
+
+(a) embeds the query and the 10 hits in one batch, as a search does: the floor for any
+    explanation that needs those activations. Goal: explaining costs at most 1.5x (a).
+(b) pytorch-grad-cam's GradCAM (test extra `grad-cam`) on the same branch and target layer,
+    called once per pair and per side (20 calls) with the cosine target on the partner's
+    embedding, plus the one forward pass that yields those embeddings. It gives 20 maps
+    where we give 40. Goal: at least 5x faster than (b).
+Ours includes upsampling all 40 maps to the input size, since (b) returns upsampled maps.
+Each figure is the median of --runs runs after a warm-up; ratios come from the same run.
+
+    .venv/bin/python tests/benchmarks/bench_explain_speed.py [DATASET] [--hits 10] [--runs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from indexer.model.loading import ModelRequest, build_branch  # noqa: E402
+from indexer.pipeline.embedding import Embedder  # noqa: E402
+from search.explaining import PairExplainer, upsample_map  # noqa: E402
+from search.image_files import read_image_file  # noqa: E402
+from search.pair_sampling import labelled_files  # noqa: E402
+
+
+def median_seconds(work: Callable[[], object], runs: int) -> float:
+    work()  # warm-up: allocator, oneDNN primitive caches
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", type=Path, default=REPO_ROOT / ".." / "shared" / "datasets" / "flowers")
+    parser.add_argument("--hits", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--input-size", type=int, default=ModelRequest().input_size)
+    args = parser.parse_args()
+    if not args.dataset.is_dir():
+        parser.error(f"no dataset at {args.dataset}; pass its path")
+    from pytorch_grad_cam import GradCAM
+
+    branch = build_branch(ModelRequest(input_size=args.input_size))
+    embedder = Embedder(branch, torch.device("cpu"))
+    explainer = PairExplainer(embedder.branch)
+    size = branch.input_size
+    files = sorted(path for paths in labelled_files(args.dataset.resolve()).values() for path in paths)
+    step = max(1, len(files) // (args.hits + 1))
+    pixels = torch.stack([read_image_file(path, size).pixels for path in files[::step][:args.hits + 1]])
+    query, hits = pixels[0], pixels[1:]
+
+    def ours() -> None:
+        for explanation in explainer.explain(query, hits):
+            for maps in (explanation.query, explanation.hit):
+                upsample_map(maps.factual, size, size)
+                upsample_map(maps.counterfactual, size, size)
+
+    def forward_pass() -> None:
+        embedder(pixels)
+
+    def grad_cam_per_pair_and_side() -> None:
+        vectors = torch.from_numpy(embedder(pixels))
+        with GradCAM(model=branch, target_layers=[branch.target_layer]) as cam:
+            for index in range(1, len(pixels)):
+                for image, partner in ((pixels[0], vectors[index]), (pixels[index], vectors[0])):
+                    cam(input_tensor=image[None].float(), targets=[lambda out, p=partner: (out * p).sum()])
+
+    print(f"model {branch.card.short_name()}, {args.hits} hits, {torch.get_num_threads()} threads, "
+          f"median of {args.runs} runs")
+    explain_s = median_seconds(ours, args.runs)
+    forward_s = median_seconds(forward_pass, args.runs)
+    grad_cam_s = median_seconds(grad_cam_per_pair_and_side, args.runs)
+    print(f"ours: explain {args.hits} hits, {4 * args.hits} maps   {explain_s * 1000:8.1f} ms")
+    print(f"(a) one forward pass over {args.hits + 1} images  {forward_s * 1000:8.1f} ms   "
+          f"ours / (a) = {explain_s / forward_s:.2f}x (goal <= 1.5x)")
+    print(f"(b) pytorch-grad-cam, {2 * args.hits} calls       {grad_cam_s * 1000:8.1f} ms   "
+          f"(b) / ours = {grad_cam_s / explain_s:.1f}x faster (goal >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

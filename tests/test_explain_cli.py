@@ -1,0 +1,112 @@
+"""`whysim explain` and `whysim evaluate-explanations` through the real CLI and model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import encode, make_picture
+from webui.cli import cli
+
+SMALL = ["--input-size", "64"]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def two_pictures(tmp_path: Path) -> tuple[Path, Path]:
+    first, second = tmp_path / "first.jpg", tmp_path / "second.png"
+    first.write_bytes(encode(make_picture(1, size=(120, 80))))
+    second.write_bytes(encode(make_picture(2, size=(90, 90), kind="stripes"), "PNG"))
+    return first, second
+
+
+def test_explain_writes_a_panel_and_reports_the_verdict(tmp_path, datadir) -> None:
+    first, second = two_pictures(tmp_path)
+    panel, maps = tmp_path / "out" / "panel.png", tmp_path / "maps.npz"
+    panel.parent.mkdir()
+    code, out, _ = invoke("explain", str(first), str(second), "-o", str(panel), "--maps", str(maps), "--json",
+                          "--data-dir", str(datadir.root), *SMALL)
+    assert code == 0, out
+    report = json.loads(out)
+    assert {"similarity", "verdict", "threshold", "factual", "counterfactual", "panel", "model"} <= set(report)
+    assert report["verdict"] == ("similar" if report["similarity"] >= report["threshold"] else "dissimilar")
+    assert report["verdict"] in report["factual"] and "against" in report["counterfactual"]
+    assert report["model"].startswith("lite0@64")
+    with Image.open(panel) as image:
+        assert image.format == "PNG" and image.width > 3 * 200 and image.height > 2 * 200
+        pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100  # images and heatmaps, not a blank page
+    saved = np.load(maps)
+    assert set(saved.files) == {"query_factual", "query_counterfactual", "hit_factual", "hit_counterfactual"}
+    assert saved["hit_factual"].shape == (2, 2) and np.isfinite(saved["hit_factual"]).all()
+
+
+def test_the_threshold_option_decides_the_verdict(tmp_path, datadir) -> None:
+    first, second = two_pictures(tmp_path)
+    common = [str(first), str(second), "-o", str(tmp_path / "p.png"), "--json", "--data-dir", str(datadir.root), *SMALL]
+    low = json.loads(invoke("explain", *common, "--threshold", "-1")[1])
+    high = json.loads(invoke("explain", *common, "--threshold", "1.01")[1])
+    assert (low["verdict"], high["verdict"]) == ("similar", "dissimilar")
+    assert low["similarity"] == high["similarity"] and high["threshold"] == 1.01
+
+
+def test_explain_prints_a_readable_summary_and_defaults_the_panel_name(tmp_path, datadir, monkeypatch) -> None:
+    first, second = two_pictures(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = invoke("explain", str(first), str(second), "--data-dir", str(datadir.root), *SMALL)
+    assert code == 0, out
+    assert "similarity" in out and "threshold" in out and "factual maps" in out
+    assert (tmp_path / "explain-first-vs-second.png").is_file()
+
+
+def test_explain_refuses_a_file_that_is_not_an_image(tmp_path, datadir) -> None:
+    first, _ = two_pictures(tmp_path)
+    broken = tmp_path / "notes.jpg"
+    broken.write_bytes(b"this is not a picture")
+    code, out, err = invoke("explain", str(first), str(broken), "-o", str(tmp_path / "p.png"),
+                            "--data-dir", str(datadir.root), *SMALL)
+    assert code == 1 and "notes.jpg" in err and "not a recognised image format" in err
+    assert "Traceback" not in out + err and not (tmp_path / "p.png").exists()
+
+
+def test_explain_uses_the_model_of_the_index_in_the_data_directory(tmp_path, make_collection, datadir) -> None:
+    root = make_collection({"blobs": 2, "stripes": 2})
+    code, out, _ = invoke("index", str(root), "--data-dir", str(datadir.root), "--input-size", "96",
+                          "--workers", "0", "--no-progress", "--json")
+    assert code == 0, out
+    first, second = two_pictures(tmp_path)
+    code, out, _ = invoke("explain", str(first), str(second), "-o", str(tmp_path / "p.png"), "--json",
+                          "--data-dir", str(datadir.root))
+    assert code == 0, out
+    assert json.loads(out)["model"].startswith("lite0@96")
+
+
+def test_evaluate_explanations_reports_aucs_for_each_map_and_group(make_collection, datadir) -> None:
+    root = make_collection({"blobs": 3, "stripes": 3})
+    code, out, _ = invoke("evaluate-explanations", str(root), "--pairs", "2", "--seed", "1", "--json",
+                          "--no-progress", "--data-dir", str(datadir.root), *SMALL)
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["evaluated"] == 2 and report["skipped"] == [] and report["steps"] == 50
+    groups = report["groups"]
+    assert groups["all"]["n"] == 2 and groups["same class"]["n"] == 1 and groups["different class"]["n"] == 1
+    verdicts = sum(groups.get(name, {"n": 0})["n"] for name in ("similar verdict", "dissimilar verdict"))
+    assert verdicts == 2
+    for kind in ("factual", "counterfactual", "random"):
+        for curve in ("deletion", "insertion"):
+            stats = groups["all"][kind][curve]
+            assert -1.0 <= stats["mean"] <= 1.0 and stats["std"] >= 0.0
+    assert "deletion_minus_random" in groups["all"]["factual"]
+
+
+def test_evaluate_explanations_needs_two_classes(tmp_path, make_collection, datadir) -> None:
+    root = make_collection({"blobs": 3})
+    code, _, err = invoke("evaluate-explanations", str(root), "--pairs", "2", "--data-dir", str(datadir.root), *SMALL)
+    assert code == 1 and "at least two class folders" in err

@@ -1,0 +1,52 @@
+"""Grouping and summarising per-pair AUCs, on hand-made results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.faithfulness_evaluation import PairResult, format_table, summarise
+from search.pair_sampling import LabelledPair
+
+
+def result(same: bool, verdict: str, factual_deletion: float, random_deletion: float) -> PairResult:
+    pair = LabelledPair(Path("a/1.jpg"), Path("a/2.jpg" if same else "b/2.jpg"), "a", "a" if same else "b")
+    aucs = {"factual": {"deletion": factual_deletion, "insertion": 0.9},
+            "counterfactual": {"deletion": 0.8, "insertion": 0.4},
+            "random": {"deletion": random_deletion, "insertion": 0.6}}
+    return PairResult(pair, 0.5, verdict, aucs)
+
+
+def test_groups_split_by_verdict_and_by_class_relation() -> None:
+    results = [result(True, "similar", 0.2, 0.5), result(True, "dissimilar", 0.4, 0.5),
+               result(False, "dissimilar", 0.6, 0.4)]
+    summary = summarise(results)
+    assert {name: entry["n"] for name, entry in summary.items()} == {
+        "all": 3, "similar verdict": 1, "dissimilar verdict": 2, "same class": 2, "different class": 1}
+    same = summary["same class"]
+    assert same["factual"]["deletion"]["mean"] == pytest.approx(0.3)
+    assert same["factual"]["deletion"]["std"] == pytest.approx(0.1414214)  # sample std of 0.2 and 0.4
+    assert same["factual"]["deletion_minus_random"]["mean"] == pytest.approx(-0.2)
+    assert summary["different class"]["factual"]["deletion_minus_random"] == {"mean": pytest.approx(0.2), "std": 0.0}
+    assert "deletion_minus_random" not in summary["all"]["random"]
+
+
+def test_empty_groups_are_left_out_and_the_table_has_a_row_per_group_and_map() -> None:
+    summary = summarise([result(True, "similar", 0.2, 0.5)])
+    assert set(summary) == {"all", "similar verdict", "same class"}
+    table = format_table(summary).splitlines()
+    assert "deletion AUC" in table[0] and "ins - random" in table[0]
+    assert len(table) == 2 + 5 + 3 + 5  # verdict groups have no role rows: they equal factual/counterfactual
+    assert any(line.startswith("similar verdict") and "factual" in line and "-0.300" in line for line in table)
+
+
+def test_maps_by_role_follow_the_verdict() -> None:
+    results = [result(True, "similar", 0.2, 0.5), result(False, "dissimilar", 0.6, 0.4)]
+    assert results[0].role_aucs()["for similarity"] == results[0].aucs["factual"]
+    assert results[1].role_aucs()["for similarity"] == results[1].aucs["counterfactual"]
+    assert results[1].role_aucs()["against similarity"] == results[1].aucs["factual"]
+    summary = summarise(results)
+    # for similarity: deletion 0.2 (factual, similar pair) and 0.8 (counterfactual, dissimilar pair)
+    assert summary["all"]["for similarity"]["deletion"]["mean"] == pytest.approx(0.5)
+    assert summary["all"]["against similarity"]["deletion_minus_random"]["mean"] == pytest.approx(0.25)
+    assert "for similarity" not in summary["similar verdict"]
