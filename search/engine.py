@@ -19,7 +19,7 @@ from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog, ImageInfo
 from indexer.catalog.schema import ImageStatus
 from indexer.datadir import DataDir
-from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, resize_square
+from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from indexer.model.card import ModelCard
 from indexer.vectors import VectorStore
 from search.explaining import PairExplanation
@@ -30,6 +30,7 @@ from search.pictures import (
     ImageUnavailable,
     Picture,
     bytes_digest,
+    model_pixels,
     read_collection_file,
     read_picture,
 )
@@ -233,6 +234,6 @@ class SearchEngine:
         card = self.snapshot().card
         assert card is not None
         picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-        pixels = torch.from_numpy(resize_square(picture.convert("RGB"), card.input_size)).permute(2, 0, 1)
-        vector = self.models.embed(card, pixels.contiguous()[None])[0]
+        pixels = model_pixels(picture.convert("RGB"), card.input_size)
+        vector = self.models.embed(card, pixels[None])[0]
         return self.search(SearchQuery(vector), k, offset, min_score)

@@ -7,34 +7,28 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
+from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
+from search.pictures import DEFAULT_DISPLAY_SIDE, model_pixels, read_picture
+
+__all__ = ["ImageFile", "model_pixels", "read_image_file"]
 
 
 @dataclass(frozen=True)
 class ImageFile:
     path: Path
-    image: Image.Image  # RGB, EXIF orientation applied, at least `display_side` where it was
+    image: Image.Image  # RGB, EXIF orientation applied, longest side <= the display side
     pixels: torch.Tensor  # (3, S, S) uint8, what the model sees
 
 
-def model_pixels(image: Image.Image, input_size: int) -> torch.Tensor:
-    """The square uint8 tensor (3, S, S) the branch embeds, resized exactly as the indexer does."""
-    return torch.from_numpy(resize_square(image, input_size)).permute(2, 0, 1).contiguous()
-
-
-def read_image_file(path: Path, input_size: int, display_side: int = 512,
+def read_image_file(path: Path, input_size: int, display_side: int = DEFAULT_DISPLAY_SIDE,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile:
-    """Decodes `path`; raises ImageRejected with the file name in the message when it is unusable."""
+    """Decodes `path` as an upload would be; raises ImageRejected naming the file when it is unusable."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageRejected(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        # The same JPEG draft as the indexer, so the pair's similarity matches the index's scores.
-        for_model = decode_image(data, max_pixels=max_pixels, draft_size=input_size)
-        reduced = for_model.image.size not in ((for_model.width, for_model.height),
-                                               (for_model.height, for_model.width))
-        display = decode_image(data, max_pixels=max_pixels, draft_size=display_side) if reduced else for_model
+        picture = read_picture(data, input_size, display_side, max_pixels)
     except ImageRejected as exc:
         raise ImageRejected(f"{path}: {exc}") from exc
-    return ImageFile(path, display.image, model_pixels(for_model.image, input_size))
+    return ImageFile(path, picture.display, picture.pixels)

@@ -30,11 +30,16 @@ class Picture:
     height: int
 
 
+def model_pixels(image: Image.Image, input_size: int) -> torch.Tensor:
+    """The square uint8 tensor (3, S, S) the branch embeds, resized exactly as the indexer does."""
+    return torch.from_numpy(resize_square(image, input_size)).permute(2, 0, 1).contiguous()
+
+
 def read_picture(data: bytes, input_size: int, display_side: int = DEFAULT_DISPLAY_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Decodes untrusted bytes; raises indexer.imaging.ImageRejected (or ImageTooLarge)."""
     for_model = decode_image(data, max_pixels=max_pixels, draft_size=input_size)
-    pixels = torch.from_numpy(resize_square(for_model.image, input_size)).permute(2, 0, 1).contiguous()
+    pixels = model_pixels(for_model.image, input_size)
     if for_model.image.size in ((for_model.width, for_model.height), (for_model.height, for_model.width)):
         source = for_model.image  # not reduced by a JPEG draft: good enough to display
     else:

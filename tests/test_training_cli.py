@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog
+from indexer.model.card import DEFAULT_THRESHOLD
 from indexer.model.loading import build_branch, load_checkpoint, load_for_card, ModelRequest
 from indexer.pipeline.reading import ReadRequest, read_image_file
 from indexer.training.splits import SPLITS, Split
@@ -119,7 +120,7 @@ def test_evaluate_untrained_default(make_collection, datadir) -> None:
     root = make_collection({"blobs": 4, "stripes": 4})
     result = run_json("evaluate", str(root), "--data-dir", str(datadir.root), *FAST)
     assert result["images"] == 8 and result["classes"] == 2 and result["split"] == "all"
-    assert result["model"].startswith("lite0@64") and result["threshold"] == 0.5
+    assert result["model"].startswith("lite0@64") and result["threshold"] == DEFAULT_THRESHOLD
     table = invoke("evaluate", str(root), "--data-dir", str(datadir.root), *FAST).stdout
     assert "mAP@10" in table and "pair ROC-AUC" in table
 
