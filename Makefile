@@ -34,7 +34,7 @@ chromium:
 demo: install
 	$(VENV)/bin/whysim index samples/flowers --data-dir $(DATA_DIR)
 	$(VENV)/bin/whysim stats --data-dir $(DATA_DIR)
-	$(VENV)/bin/whysim serve --data-dir $(DATA_DIR) --port $(PORT)
+	$(VENV)/bin/whysim serve --data-dir $(DATA_DIR) --port $(PORT) --production
 
 test: install-test chromium
 	$(PY) -m pytest -q

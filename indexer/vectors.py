@@ -28,11 +28,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
-# Largest collection searched exactly. A single 1280-d query scans flat vectors at about
-# 0.25 ms per thousand on one core here (tests/benchmarks/bench_index_threshold.py, CPU ms
-# per query: 5k 1.1, 10k 3.6, 20k 5-7, 50k 12.9, 100k 25.4), so exact search stays near
-# 5 ms up to 20k vectors.
-EXACT_SEARCH_MAX_VECTORS = 20_000
+# Largest collection searched exactly: the size where one 1280-d query still takes about
+# 5 ms on two quiet cores (tests/benchmarks/bench_index_threshold.py, p50 wall ms: 5k 0.56,
+# 10k 3.2, 12.5k 4.1, 15k 4.9, 17.5k 5.7, 20k 6.4, 50k 16.0, 100k 31.7). Above it, HNSW.
+EXACT_SEARCH_MAX_VECTORS = 15_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40  # FAISS default; build time grows with it, search breadth (efSearch) makes up recall
 # Measured at a million clustered 1280-d vectors: recall@10 0.947 at 128, 0.961 at 192 (4.3 ms

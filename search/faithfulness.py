@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 
 from search.explaining import upsample_map
 
@@ -62,6 +61,9 @@ def blurred_copy(pixels: torch.Tensor) -> torch.Tensor:
     side = pixels.shape[-1]
     sigma = max(side * BLUR_SIGMA_PER_SIDE, 1.0)
     kernel = 2 * int(round(2 * sigma)) + 1
+    # torchvision is imported on use: it adds over a second to every `whysim` command's start.
+    import torchvision.transforms.functional as TF
+
     blurred = TF.gaussian_blur(pixels.float(), kernel_size=[kernel, kernel], sigma=[sigma, sigma])
     return blurred.round().clamp(0, 255).to(torch.uint8)
 

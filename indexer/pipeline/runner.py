@@ -21,7 +21,6 @@ from indexer.model.branch import SiameseBranch
 from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card, store_checkpoint_copy
 from indexer.pipeline.background_writing import BackgroundChunkWriter
-from indexer.pipeline.device_reading import DeviceBatchReader
 from indexer.pipeline.embedding import Embedder, resolve_device
 from indexer.pipeline.planning import WorkItem, plan_collection
 from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
@@ -266,6 +265,9 @@ class IndexRun:
             decoder = "device" if embedder.device.type == "cuda" else "pil"
         if decoder == "pil":
             return self._loader(work, embedder.branch.input_size, batch_size)
+        # Imported here: torchvision's decoders cost ~1.4 s of start-up that CPU runs never need.
+        from indexer.pipeline.device_reading import DeviceBatchReader
+
         requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
         return DeviceBatchReader(requests, embedder.branch.input_size, batch_size, embedder.device,
                                  self.options.max_pixels, self.options.read_threads)

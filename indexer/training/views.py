@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 VIEWS = ("orig", "flip", "crop")
 DEFAULT_VIEWS = VIEWS
@@ -69,6 +72,9 @@ def load_picture(path: Path, input_size: int, max_pixels: int = DEFAULT_MAX_PIXE
 
 def image_augmentation(input_size: int) -> v2.Compose:
     """Random crop of 50-100% of the picture, horizontal flip, mild colour jitter."""
+    # torchvision is imported on use: it adds over a second to every `whysim` command's start.
+    from torchvision.transforms import v2
+
     return v2.Compose([
         v2.RandomResizedCrop(input_size, scale=(0.5, 1.0), antialias=True),
         v2.RandomHorizontalFlip(),

@@ -45,7 +45,7 @@ def single_query_ms(store: VectorStore, queries: np.ndarray, k: int = 10) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 10_000, 20_000, 50_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 10_000, 15_000, 20_000, 50_000, 100_000])
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--budget-ms", type=float, default=5.0, help="p50 a query may take")
