@@ -56,6 +56,11 @@ def first_per_class(collection: LabelledCollection, count: int) -> LabelledColle
     return LabelledCollection(collection.root, tuple(chosen))
 
 
+def trainable(request: ModelRequest, stages: int) -> TrainableBranch:
+    """Set up as `whysim train` does on CPU (channels_last, freed memory kept)."""
+    return TrainableBranch(build_branch(request), trainable_stages=stages).to(torch.device("cpu"))
+
+
 def epoch_seconds(model: TrainableBranch, source: InputSource, labels: np.ndarray) -> float:
     objective = SupConObjective(labels, batch_size=64, images_per_class=8, temperature=0.1, seed=0)
     trainer = Trainer(model, objective, source, source, labels, LoopSettings(progress=False))
@@ -91,7 +96,7 @@ def main() -> None:
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="whysim-bench-cache-") as tmp:
-        model = TrainableBranch(build_branch(request), trainable_stages=0)
+        model = trainable(request, stages=0)
         cache = FeatureCache(Path(tmp))
         started = time.perf_counter()
         fill_cache(cache, [(image.sha256, subset.root / image.path) for image in subset.images], model.trunk_maps,
@@ -103,7 +108,7 @@ def main() -> None:
     if args.full:
         modes.append(("images_full_epoch_s", 10**6))
     for name, stages in modes:
-        model = TrainableBranch(build_branch(request), trainable_stages=stages)
+        model = trainable(request, stages)
         results[name] = epoch_seconds(model, ImageFiles(paths, args.input_size, args.workers), labels)
 
     baseline = results["cached_epoch_s"]
