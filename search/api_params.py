@@ -133,14 +133,38 @@ def search_params(request: Request, settings: ApiSettings) -> SearchParams:
         if isinstance(ref, int):
             raise BadRequest("query must be the SHA-256 digest of an earlier upload; use image_id for an image")
         digest = ref
-    given_min = fields.get("min_score")
-    unset = "min_score" not in fields or (not typed and given_min == "")
-    min_score = None if unset else score(given_min, "min_score", typed)
+    options = _PagingOptions(fields, typed, request.args)
     return SearchParams(
         upload=upload,
         image_id=image_id(fields["image_id"], typed=typed) if "image_id" in fields else None,
         digest=digest,
-        k=integer(fields.get("k", settings.default_k), "k", 1, settings.max_k, typed),
-        offset=integer(fields.get("offset", 0), "offset", 0, settings.max_offset, typed),
-        min_score=min_score,
+        k=options.integer("k", settings.default_k, 1, settings.max_k),
+        offset=options.integer("offset", 0, 0, settings.max_offset),
+        min_score=options.score("min_score"),
     )
+
+
+@dataclass(frozen=True)
+class _PagingOptions:
+    """k, offset and min_score: from the body, else from the query string (`POST /api/search?k=5`)."""
+
+    body: dict[str, Any]
+    typed: bool  # the body is JSON, whose numbers must be numbers; query-string values are text
+    args: Any
+
+    def _lookup(self, name: str) -> tuple[Any, bool] | None:
+        if name in self.body:
+            return self.body[name], self.typed
+        if name in self.args:
+            return self.args[name], False
+        return None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        found = self._lookup(name)
+        return default if found is None else integer(found[0], name, low, high, found[1])
+
+    def score(self, name: str) -> float | None:
+        found = self._lookup(name)
+        if found is None or (not found[1] and found[0] == ""):  # an empty form field means "no minimum"
+            return None
+        return score(found[0], name, found[1])

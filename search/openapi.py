@@ -169,7 +169,9 @@ def _search_operations(settings: ApiSettings, max_upload_bytes: int | None) -> d
         "post": operation(
             "Search by an uploaded image (multipart), or by image_id / query (form or JSON).", "search",
             {"200": json_response("A page of hits, best first.", ref("SearchResponse")),
-             **errors("400", "404", "413", "415", "503")}, None,
+             **errors("400", "404", "413", "415", "503")},
+            [param(name, "query", schema, f"{schema['description']} Also accepted here; a body field wins.")
+             for name, schema in fields.items()],
             requestBody={"required": True, "content": {
                 "multipart/form-data": {"schema": upload},
                 "application/x-www-form-urlencoded": {"schema": by_reference},

@@ -117,3 +117,19 @@ def test_configured_limits_apply(make_app, built_index, images) -> None:
     spec = client.get("/api/openapi.json").json
     body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["k"]["maximum"] == 3
+
+
+def test_paging_options_may_come_in_the_query_string(client, images) -> None:
+    query = images["blobs/blobs_004.jpg"]
+    data = encode(make_picture(778, (96, 72)))
+    in_body = upload(client, data, k=3, offset=2)
+    in_url = client.post("/api/search?k=3&offset=2", data={"image": (io.BytesIO(data), "query.jpg")})
+    assert in_url.status_code == 200 and hit_ids(in_url) == hit_ids(in_body) and len(hit_ids(in_url)) == 3
+    body_wins = client.post("/api/search?k=7", json={"image_id": query.id, "k": 2})
+    assert len(hit_ids(body_wins)) == 2
+    everything = client.post("/api/search", json={"image_id": query.id, "k": 20}).json["hits"]
+    cut = (everything[1]["score"] + everything[2]["score"]) / 2
+    limited = client.post(f"/api/search?min_score={cut}&k=20", json={"image_id": query.id})
+    assert limited.json["hits"] == everything[:2]
+    bad = client.post("/api/search?k=0", json={"image_id": query.id})
+    assert bad.status_code == 400 and "k must be between 1" in bad.json["error"]
