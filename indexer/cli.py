@@ -149,9 +149,10 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
         echo_json(stats)
         return
     click.echo(f"data directory: {datadir.root}")
-    counts = stats["status"]
-    click.echo(f"images: {stats['images']} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
-    click.echo(f"vectors: {stats['vectors']} in a {stats['index_type'] or 'missing'} index")
+    counts = ", ".join(f"{status} {count}" for status, count in stats["status"].items())
+    click.echo(f"images: {stats['images']}" + (f" ({counts})" if counts else ""))
+    index = f"in a {stats['index_type']} index" if stats["index_type"] else "(no index yet: run `whysim index DIR`)"
+    click.echo(f"vectors: {stats['vectors']} {index}")
     click.echo(f"model: {stats['model'] or 'none yet'}")
     click.echo(f"collections: {', '.join(stats['collections']) or 'none'}")
     click.echo(f"disk: {stats['disk_bytes'] / 1e6:.1f} MB")
