@@ -123,6 +123,10 @@ def test_dropping_or_pasting_an_image_searches_with_it(page: Page, server: LiveS
         assert ids(shown_hits(page, 5)) == ids(server.upload(query, 5)["hits"]), how
 
 
+FIGURES = [(side, kind) for side in ("query", "hit") for kind in ("factual", "counterfactual")]
+EMPTY_WORDS = {"factual": "supports the verdict.", "counterfactual": "argues against the verdict."}
+
+
 def test_explain_shows_factual_and_counterfactual_maps_of_query_and_hit(page: Page, server: LiveServer,
                                                                         artifacts: Path) -> None:
     open_search(page, server)
@@ -160,6 +164,18 @@ def test_explain_shows_factual_and_counterfactual_maps_of_query_and_hit(page: Pa
     expect(page.locator("#counterfactual-sentence")).to_contain_text("Regions that argue against it")
     expect(page.locator("#query-column")).to_have_text("Query: query.jpg (uploaded)")
     expect(page.locator("#hit-column")).to_have_text(f"Hit #1: {hits[0]['name']}")
+
+    # An all-zero map says so instead of showing a flat colour. This pair has one (the query's
+    # factual map: nothing in it raises the similarity), so the note is exercised.
+    empty = [not any(any(row) for row in explanation["raw"][side][kind]) for side, kind in FIGURES]
+    assert any(empty) and not all(empty)
+    for is_empty, (side, kind) in zip(empty, FIGURES):
+        note = page.locator(f'#explain-dialog .map-figure[data-side="{side}"][data-kind="{kind}"] .map-note')
+        if is_empty:
+            expect(note).to_be_visible()
+            expect(note).to_have_text(f"Empty map: no region here {EMPTY_WORDS[kind]}")
+        else:
+            expect(note).to_be_hidden()
 
     assert {overlay["opacity"] for overlay in overlays} == {"0.5"}
     page.screenshot(path=artifacts / "explanation.png")

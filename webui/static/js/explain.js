@@ -5,6 +5,15 @@ import { byId, fileName, loaded } from "./dom.js";
 import { explainError } from "./message.js";
 
 const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
+// An all-zero map is a finding, not a failure: nothing on that side pulls that way.
+const EMPTY_NOTE = {
+  factual: "Empty map: no region here supports the verdict.",
+  counterfactual: "Empty map: no region here argues against the verdict.",
+};
+
+function isEmptyMap(grid) {
+  return Array.isArray(grid) && grid.every((row) => row.every((value) => value === 0));
+}
 
 function verdictSentence(body) {
   const relation = body.similarity >= body.threshold ? "at or above" : "below";
@@ -39,18 +48,23 @@ export function createExplainer() {
     byId("factual-sentence").textContent = "";
     byId("counterfactual-sentence").textContent = "";
     for (const figure of figures) {
+      figure.querySelector(".map-note").hidden = true;
       figure.classList.add("is-loading");
       figure.classList.remove("is-broken");
       for (const image of figure.querySelectorAll("img")) image.removeAttribute("src");
     }
   }
 
-  async function showFigure(figure, side) {
+  async function showFigure(figure, side, raw) {
     const [base, overlay] = figure.querySelectorAll("img");
+    const note = figure.querySelector(".map-note");
+    const kind = figure.dataset.kind;
+    note.textContent = EMPTY_NOTE[kind];
+    note.hidden = !isEmptyMap(raw?.[kind]);
     base.width = overlay.width = side.width;
     base.height = overlay.height = side.height;
     base.src = side.image_url;
-    overlay.src = api.heatmapUrl(side[`${figure.dataset.kind}_url`]);
+    overlay.src = api.heatmapUrl(side[`${kind}_url`]);
     try {
       await Promise.all([loaded(base), loaded(overlay)]);
     } catch {
@@ -68,7 +82,7 @@ export function createExplainer() {
     byId("factual-sentence").textContent = `Regions that support the model's verdict (${body.verdict}).`;
     byId("counterfactual-sentence").textContent =
       `Regions that argue against it (they point towards ${OPPOSITE[body.verdict] || "the other verdict"}).`;
-    for (const figure of figures) showFigure(figure, body[figure.dataset.side]);
+    for (const figure of figures) showFigure(figure, body[figure.dataset.side], body.raw?.[figure.dataset.side]);
   }
 
   // queryLabel: how the page names the query ("your image", a file name).
