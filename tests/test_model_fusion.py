@@ -79,3 +79,13 @@ def test_a_fold_that_changes_the_output_is_refused() -> None:
     randomise_batchnorm(features, seed=3)
     kept, folded = fold_batchnorm(features, SIZE)
     assert folded == 0 and kept is features and count(kept, nn.BatchNorm2d) == 1
+
+
+def test_folding_leaves_the_original_modules_in_their_modes() -> None:
+    branch = build_branch(ModelRequest(input_size=SIZE)).eval()
+    trunk = branch.features[:3]  # a fresh Sequential: in training mode, its modules in eval mode
+    branch.features[1].train()
+    modes = [module.training for module in branch.modules()]
+    folded, count = fold_batchnorm(trunk, SIZE)
+    assert count > 0 and not any(module.training for module in folded.modules())
+    assert [module.training for module in branch.modules()] == modes

@@ -83,16 +83,18 @@ def fold_batchnorm(features: nn.Sequential, input_size: int) -> tuple[nn.Sequent
     were folded (0, and `features` itself, when the copy does not reproduce its output)."""
     folded_features = copy.deepcopy(features).eval()
     count = sum(_fold_children(module) for module in list(folded_features.modules()))
+    folded_features.eval()  # the Identity modules that replaced BatchNorm too
     if count == 0:
         return features, 0
     probe = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     parameter = next(features.parameters())
     probe = probe.to(parameter.device, parameter.dtype)
-    was_training = features.training
+    modes = [(module, module.training) for module in features.modules()]  # may be mixed: restore each
     with torch.inference_mode():
         expected = features.eval()(probe)
         got = folded_features(probe)
-    features.train(was_training)
+    for module, training in modes:
+        module.training = training
     if got.shape != expected.shape or not bool(torch.isfinite(got).all()):
         return features, 0
     error = float((got - expected).norm() / expected.norm().clamp_min(1e-12))
