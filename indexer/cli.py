@@ -20,7 +20,7 @@ from indexer.model.pooling import POOLINGS
 from indexer.pipeline.compaction import compact_index
 from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, IndexingInterrupted, IndexOptions,
                                      IndexRun, ModelMismatch, default_workers)
-from indexer.vectors import INDEX_KINDS, VectorStore
+from indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS, VectorStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,21 +56,40 @@ def echo_report(report: Any, as_json: bool) -> None:
 MODEL_OPTION_NAMES = ("backbone", "weights", "input_size", "pooling", "gem_p")
 
 
+def model_request_options(func: F) -> F:
+    """--backbone, --weights, --input-size, --pooling, --gem-p: an untrained model, as a ModelRequest's fields."""
+    for decorator in reversed([
+        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
+        click.option("--weights", default="imagenet", show_default=True,
+                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
+        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
+                     help="Square input side, multiple of 32."),
+        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
+        click.option("--gem-p", type=float, default=DEFAULT_GEM_P, show_default=True, help="GeM exponent."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def explicit_model_options(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The model options the user actually gave (not left at their defaults), with their values."""
+    return {name: values[name] for name in MODEL_OPTION_NAMES
+            if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+
+
 def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | None,
                      values: dict[str, Any]) -> Any:
     """The model the user asked for; None means "whatever the index already uses"."""
     if model_path is not None:
         return load_checkpoint(model_path)
-    explicit = {name for name in MODEL_OPTION_NAMES
-                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    explicit = explicit_model_options(ctx, values)
     active = active_model_card(datadir)
     if active is not None and not explicit:
         return None
     base = ModelRequest()
     if active is not None and active.weights in ("imagenet", "none"):
         base = ModelRequest(active.backbone, active.weights, active.input_size, active.pooling, active.gem_p)
-    overrides = {name: values[name] for name in explicit}
-    return build_branch(ModelRequest(**{**base.__dict__, **overrides}))
+    return build_branch(ModelRequest(**{**base.__dict__, **explicit}))
 
 
 def active_model_card(datadir: DataDir) -> Any:
@@ -89,13 +108,7 @@ def active_model_card(datadir: DataDir) -> Any:
 @data_dir_options
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
               help="A trained checkpoint (directory with card.json and weights.pt) to embed with.")
-@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True)
-@click.option("--weights", default="imagenet", show_default=True,
-              help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path.")
-@click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
-              help="Square input side, multiple of 32.")
-@click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True)
-@click.option("--gem-p", type=float, default=DEFAULT_GEM_P, show_default=True, help="GeM exponent.")
+@model_request_options
 @click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to change the model).")
 @click.option("--prune", is_flag=True, help="Remove catalog entries and vectors of files that disappeared.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -106,7 +119,7 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Images per catalog/vector commit.")
 @click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default="auto", show_default=True,
-              help="FAISS index kind; auto picks exact search for small collections, IVF-PQ above.")
+              help=f"FAISS index kind; auto: exact (flat) up to {EXACT_SEARCH_MAX_VECTORS:,} vectors, hnsw above.")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
               help="pil: decode in worker processes; device: read with threads, decode JPEGs in batches "
                    "on the embedding device (nvJPEG on CUDA). auto: device on CUDA, pil on CPU.")

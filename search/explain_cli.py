@@ -9,12 +9,10 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 
-from indexer.cli import MODEL_OPTION_NAMES, USER_ERRORS, data_dir_options, datadir_from, echo_json
+from indexer.cli import (USER_ERRORS, data_dir_options, datadir_from, echo_json, explicit_model_options,
+                         model_request_options)
 from indexer.imaging import ImageRejected
-from indexer.model.backbones import BACKBONES
 from indexer.model.branch import SiameseBranch
-from indexer.model.loading import DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, ModelRequest
-from indexer.model.pooling import POOLINGS
 from indexer.pipeline.embedding import Embedder, resolve_device
 from search.explaining import PairExplainer, PairExplanation
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
@@ -30,33 +28,19 @@ EXPLAIN_ERRORS = (*USER_ERRORS, ImageRejected)
 
 
 def model_options(func: F) -> F:
-    """--model, --backbone, --weights, --input-size, --pooling, --gem-p, --threshold, --device."""
-    defaults = ModelRequest()
-    options = [
-        click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
-                     help="A trained checkpoint (directory with card.json and weights.pt)."),
-        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
-        click.option("--weights", default=defaults.weights, show_default=True,
-                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
-        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
-                     help="Square input side, multiple of 32."),
-        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
-        click.option("--gem-p", type=float, default=defaults.gem_p, show_default=True, help="GeM exponent."),
-        click.option("--threshold", type=float, default=None,
-                     help="Decision threshold on cosine similarity (default: the model card's)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """--model, the model request options (--backbone ...), --threshold and --device."""
+    func = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(func)
+    func = click.option("--threshold", type=float, default=None,
+                        help="Decision threshold on cosine similarity (default: the model card's).")(func)
+    func = model_request_options(func)
+    return click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
+                        help="A trained checkpoint (directory with card.json and weights.pt).")(func)
 
 
 def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_path: Path | None,
             values: dict[str, Any]) -> SiameseBranch:
     """Without --model or model options, the data directory's index model (else the default model)."""
-    explicit = {name: values[name] for name in MODEL_OPTION_NAMES
-                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
-    return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit)
+    return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit_model_options(ctx, values))
 
 
 def _explainer(branch: SiameseBranch, device: str, threshold: float | None) -> tuple[PairExplainer, Embedder]:

@@ -8,9 +8,7 @@ import torch
 from PIL import Image
 
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
-from search.pictures import DEFAULT_DISPLAY_SIDE, model_pixels, read_picture
-
-__all__ = ["ImageFile", "model_pixels", "read_image_file"]
+from search.pictures import DEFAULT_DISPLAY_SIDE, read_picture
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

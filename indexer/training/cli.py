@@ -7,15 +7,12 @@ from typing import Any
 
 import click
 
-from indexer.cli import USER_ERRORS, data_dir_options, datadir_from, echo_json
+from indexer.cli import USER_ERRORS, data_dir_options, datadir_from, echo_json, model_request_options
 from indexer.evaluation.evaluate import evaluate
-from indexer.model.backbones import BACKBONES
 from indexer.model.heads import HEADS
-from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE, DEFAULT_POOLING, ModelRequest,
-                                   build_branch, load_checkpoint)
-from indexer.model.pooling import POOLINGS
+from indexer.model.loading import ModelRequest, build_branch, load_checkpoint
 from indexer.pipeline.embedding import resolve_device
-from indexer.pipeline.runner import default_workers
+from indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
 from indexer.training.collection import scan_labelled
 from indexer.training.objectives import LOSSES
 from indexer.training.run import TrainOptions, TrainRun
@@ -25,21 +22,6 @@ from indexer.training.views import VIEWS, parse_views
 
 COLLECTION = click.argument("collection", metavar="DATA_DIR",
                             type=click.Path(exists=True, file_okay=False, path_type=Path))
-
-
-def model_request_options(func: Any) -> Any:
-    """The untrained model to start from (train) or to measure (evaluate without --model)."""
-    for decorator in reversed([
-        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
-        click.option("--weights", default="imagenet", show_default=True,
-                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
-        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
-                     help="Square input side, multiple of 32."),
-        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
-        click.option("--gem-p", type=float, default=3.0, show_default=True, help="GeM exponent."),
-    ]):
-        func = decorator(func)
-    return func
 
 
 def runtime_options(func: Any) -> Any:
@@ -140,7 +122,8 @@ METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), 
               help="A run's split.json: evaluate on one of its splits only.")
 @click.option("--split", "split_name", type=click.Choice(SPLITS), default=None,
               help="Which split of --split-file (default: test).")
-@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Images per forward pass (0: 64 on CPU, 256 on CUDA).")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0,
+              help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA, as `whysim index`).")
 @runtime_options
 def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, model_path: Path | None,
                      backbone: str, weights: str, input_size: int, pooling: str, gem_p: float,
@@ -162,8 +145,8 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                 click.echo(f"note: {len(paths) - len(labelled)} files of the {split_name} split are not in "
                            f"{collection}", err=True)
         torch_device = resolve_device(device)
-        result = evaluate(branch, labelled, torch_device, batch_size or (256 if torch_device.type == "cuda" else 64),
-                          workers, show)
+        batch_size = batch_size or (CUDA_BATCH_SIZE if torch_device.type == "cuda" else CPU_BATCH_SIZE)
+        result = evaluate(branch, labelled, torch_device, batch_size, workers, show)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     result["split"] = split_name or "all"

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from indexer.datadir import DataDir
+from search.overlays import EMPTY_MAP_PEAK
 from web_ui.conftest import COLLECTION_SIZE, DESKTOP, PHONE, LiveServer, open_page, photo_jpeg, serving
 
 OVERLAY_ALTS = ["hit, counterfactual overlay", "hit, factual overlay",
@@ -165,9 +166,10 @@ def test_explain_shows_factual_and_counterfactual_maps_of_query_and_hit(page: Pa
     expect(page.locator("#query-column")).to_have_text("Query: query.jpg (uploaded)")
     expect(page.locator("#hit-column")).to_have_text(f"Hit #1: {hits[0]['name']}")
 
-    # An all-zero map says so instead of showing a flat colour. This pair has one (the query's
-    # factual map: nothing in it raises the similarity), so the note is exercised.
-    empty = [not any(any(row) for row in explanation["raw"][side][kind]) for side, kind in FIGURES]
+    # An empty map (peak below EMPTY_MAP_PEAK, as the CLI panel's "none") says so instead of
+    # showing a flat colour. This pair has one (the query's factual map: nothing in it raises
+    # the similarity), so the note is exercised.
+    empty = [max(map(max, explanation["raw"][side][kind])) < EMPTY_MAP_PEAK for side, kind in FIGURES]
     assert any(empty) and not all(empty)
     for is_empty, (side, kind) in zip(empty, FIGURES):
         note = page.locator(f'#explain-dialog .map-figure[data-side="{side}"][data-kind="{kind}"] .map-note')

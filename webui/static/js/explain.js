@@ -5,14 +5,16 @@ import { byId, fileName, loaded } from "./dom.js";
 import { explainError } from "./message.js";
 
 const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
-// An all-zero map is a finding, not a failure: nothing on that side pulls that way.
+// An empty map is a finding, not a failure: nothing on that side pulls that way. "Empty" as
+// in the CLI's panel (search/overlays.py EMPTY_MAP_PEAK): a peak below 1e-3 of the scale.
+const EMPTY_MAP_PEAK = 1e-3;
 const EMPTY_NOTE = {
   factual: "Empty map: no region here supports the verdict.",
   counterfactual: "Empty map: no region here argues against the verdict.",
 };
 
 function isEmptyMap(grid) {
-  return Array.isArray(grid) && grid.every((row) => row.every((value) => value === 0));
+  return Array.isArray(grid) && grid.every((row) => row.every((value) => value < EMPTY_MAP_PEAK));
 }
 
 function verdictSentence(body) {
