@@ -21,6 +21,7 @@ from indexer.catalog.schema import ImageStatus
 from indexer.datadir import DataDir
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from indexer.model.card import ModelCard
+from indexer.pipeline.reading import model_pixels
 from indexer.vectors import VectorStore
 from search.explaining import PairExplanation
 from search.index_snapshot import IndexSnapshot, IndexWatcher
@@ -30,7 +31,6 @@ from search.pictures import (
     ImageUnavailable,
     Picture,
     bytes_digest,
-    model_pixels,
     read_collection_file,
     read_picture,
 )

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from indexer.catalog.repository import ImageInfo
-from indexer.imaging import DEFAULT_MAX_PIXELS, decode_image, resize_square
+from indexer.imaging import DEFAULT_MAX_PIXELS, decode_image
+from indexer.pipeline.reading import model_pixels
 
 DEFAULT_DISPLAY_SIDE = 512
 
@@ -28,11 +29,6 @@ class Picture:
     display: Image.Image  # RGB, EXIF orientation applied, longest side <= the display side
     width: int  # the original's size as displayed
     height: int
-
-
-def model_pixels(image: Image.Image, input_size: int) -> torch.Tensor:
-    """The square uint8 tensor (3, S, S) the branch embeds, resized exactly as the indexer does."""
-    return torch.from_numpy(resize_square(image, input_size)).permute(2, 0, 1).contiguous()
 
 
 def read_picture(data: bytes, input_size: int, display_side: int = DEFAULT_DISPLAY_SIDE,

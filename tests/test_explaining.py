@@ -8,8 +8,8 @@ from PIL import Image
 
 from conftest import make_picture
 from indexer.model.loading import ModelRequest, build_branch
+from indexer.pipeline.reading import model_pixels
 from search.explaining import DISSIMILAR, SIMILAR, PairExplainer, PairExplanation, upsample_map
-from search.pictures import model_pixels
 
 SIZE = 128  # a 4x4 target layer: coarse enough to be fast, fine enough for a meaningful correlation
 

@@ -44,5 +44,3 @@ def register_pages(app: Flask) -> None:
     app.register_blueprint(pages)
     for code in PAGE_ERROR_CODES:
         app.register_error_handler(code, page_error)
-
-

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
@@ -26,6 +27,11 @@ class ReadResult:
     height: int | None
     error: str | None
     pixels: torch.Tensor | None  # (3, S, S) uint8, a view of (S, S, 3) memory: channels_last
+
+
+def model_pixels(image: Image.Image, input_size: int) -> torch.Tensor:
+    """The square uint8 tensor (3, S, S) the branch embeds, resized exactly as the indexer does."""
+    return torch.from_numpy(resize_square(image, input_size)).permute(2, 0, 1).contiguous()
 
 
 def read_image_file(request: ReadRequest, input_size: int, max_pixels: int) -> ReadResult:

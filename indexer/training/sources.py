@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from indexer.imaging import ImageRejected, resize_square
-from indexer.pipeline.reading import init_reader_worker
+from indexer.imaging import ImageRejected
+from indexer.pipeline.reading import init_reader_worker, model_pixels
 from indexer.training.trainable import TrainableBranch
 from indexer.training.views import augmented_pixels, image_augmentation, load_picture
 
@@ -71,7 +71,7 @@ class _PictureDataset(Dataset[torch.Tensor]):
             raise RuntimeError(f"{self.paths[index]} became unreadable during training: {exc}") from exc
         if self.transform is not None:
             return augmented_pixels(picture, self.transform)
-        return torch.from_numpy(resize_square(picture, self.input_size)).permute(2, 0, 1).contiguous()
+        return model_pixels(picture, self.input_size)
 
 
 class ImageFiles:
