@@ -12,6 +12,11 @@ Three kinds of index, all wrapped in an IndexIDMap2 so ids are catalog ids:
   indexed image) exact to about 1e-3. Removal is native. Trained on the vectors it first
   receives; `whysim compact` retrains.
 
+A store may carry the collection's whitening (indexer.model.whitening): its vectors are then
+whitened ones, and the transform is saved in the same file, as the FAISS pre-transform chain
+(centering, then the linear map) wrapped around the index, so the vectors and the transform
+that made them are replaced together by one atomic rename and can never disagree.
+
 Measurements behind the thresholds and parameters: tests/benchmarks/README.md.
 """
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
+from indexer.model.whitening import Whitening
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ HNSW_EF_SEARCH = 192
 # it; then the graph is rebuilt without them.
 HNSW_MAX_TOMBSTONE_SHARE = 0.5
 TOMBSTONE = -1
+# Vectors re-mapped at a time when a store changes whitening (float64 work space: ~20 MB per 1,000).
+REMAP_BLOCK = 16_384
 
 
 def choose_index_kind(count: int, exact_max: int = EXACT_SEARCH_MAX_VECTORS) -> str:
@@ -196,11 +205,40 @@ class ReadOnlyStore(RuntimeError):
     """The store was memory-mapped for serving and cannot change."""
 
 
+def _whitening_chain(whitening: Whitening) -> tuple[faiss.CenteringTransform, faiss.LinearTransform]:
+    dim = whitening.dim
+    centering = faiss.CenteringTransform(dim)
+    faiss.copy_array_to_vector(np.ascontiguousarray(whitening.mean, dtype=np.float32), centering.mean)
+    centering.is_trained = True
+    linear = faiss.LinearTransform(dim, dim, False)
+    faiss.copy_array_to_vector(np.ascontiguousarray(whitening.projection, dtype=np.float32).ravel(), linear.A)
+    linear.is_trained = True
+    return centering, linear
+
+
+def _unwrap(index: faiss.Index) -> tuple[faiss.Index, Whitening | None]:
+    """The id-mapped index inside a saved file, and the whitening chain around it, if any."""
+    if not isinstance(index, faiss.IndexPreTransform):
+        return index, None
+    steps = [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
+    if len(steps) != 2 or not isinstance(steps[0], faiss.CenteringTransform) \
+            or not isinstance(steps[1], faiss.LinearTransform):
+        raise ValueError("unsupported pre-transform chain in the vector index")
+    dim = int(index.d)
+    mean = faiss.vector_to_array(steps[0].mean).astype(np.float32)
+    projection = faiss.vector_to_array(steps[1].A).astype(np.float32).reshape(dim, dim)
+    return faiss.downcast_index(index.index), Whitening(mean, projection)
+
+
 class VectorStore:
-    def __init__(self, index: faiss.IndexIDMap2, kind: str, read_only: bool = False) -> None:
+    def __init__(self, index: faiss.IndexIDMap2, kind: str, read_only: bool = False,
+                 whitening: Whitening | None = None, container: faiss.Index | None = None) -> None:
         self.index = index
         self.kind = kind
         self.read_only = read_only
+        self.whitening = whitening
+        """The transform its vectors went through (None: they are the branch's own)."""
+        self._container = container  # owns `index` when it was read from a file with a pre-transform
         self._tombstones = int((self._id_map() == TOMBSTONE).sum()) if kind == "hnsw" else 0
 
     @classmethod
@@ -227,10 +265,11 @@ class VectorStore:
         # read_index already returns the concrete class and owns it; downcasting again would
         # produce a non-owning wrapper whose memory is freed with the temporary.
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        index = faiss.read_index(str(path), flags)
+        container = faiss.read_index(str(path), flags)
+        index, whitening = _unwrap(container)
         if not isinstance(index, faiss.IndexIDMap2):
             raise ValueError(f"{path} is not a whysim vector index")
-        return cls(index, _kind_of(index), read_only=mmap)
+        return cls(index, _kind_of(index), read_only=mmap, whitening=whitening, container=container)
 
     def tune(self, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
         """Search-time accuracy/speed knobs (saved with the index): ivfpq lists probed and
@@ -355,8 +394,37 @@ class VectorStore:
         """A fresh index of the same vectors: drops HNSW tombstones, retrains IVF-PQ on
         today's collection. `kind` changes the index type as well."""
         if not len(self):
-            return VectorStore.empty(self.dim, kind or self.kind)
-        return VectorStore.build(self.ids(), self.vectors(), kind or self.kind)
+            store = VectorStore.empty(self.dim, kind or self.kind)
+        else:
+            store = VectorStore.build(self.ids(), self.vectors(), kind or self.kind)
+        store.whitening = self.whitening
+        return store
+
+    def rewhitened(self, whitening: Whitening | None) -> VectorStore:
+        """The same images under another whitening (None: the branch's own vectors), in a new
+        index of the same kind: each vector is mapped back to the branch's, then forward."""
+        if not len(self):
+            store = VectorStore.empty(self.dim, self.kind)
+        else:
+            vectors = self.vectors()
+            for start in range(0, len(vectors), REMAP_BLOCK):  # in place, block by block: bounded memory
+                block = vectors[start:start + REMAP_BLOCK]
+                raw = self.whitening.invert(block) if self.whitening is not None else block
+                vectors[start:start + REMAP_BLOCK] = whitening.apply(raw) if whitening is not None else raw
+            store = VectorStore.build(self.ids(), vectors, self.kind)
+        store.whitening = whitening
+        return store
+
+    def branch_vectors(self, limit: int | None = None, seed: int = 0) -> np.ndarray:
+        """Stored vectors mapped back to the branch's own (unwhitened): all of them, in the order
+        of `ids()`, or a seeded sample of at most `limit`."""
+        ids = self.ids()
+        if limit is not None and len(ids) > limit:
+            chosen = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
+            vectors = np.stack([self.index.reconstruct(int(i)) for i in ids[chosen]])
+        else:
+            vectors = self.vectors()
+        return self.whitening.invert(vectors) if self.whitening is not None and len(vectors) else vectors
 
     def save(self, path: Path) -> None:
         """Writes to a temporary file, syncs it, then renames over `path`: readers and crashes
@@ -364,7 +432,14 @@ class VectorStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_path(path, os.getpid())
         try:
-            faiss.write_index(self.index, str(tmp))
+            if self.whitening is None:
+                faiss.write_index(self.index, str(tmp))
+            else:
+                chain = _whitening_chain(self.whitening)
+                wrapper = faiss.IndexPreTransform(self.index)  # does not own the index or the chain
+                for step in reversed(chain):
+                    wrapper.prepend_transform(step)
+                faiss.write_index(wrapper, str(tmp))
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)

@@ -161,7 +161,7 @@ def search() -> Response:
         "query": described,
         "hits": [hit_json(hit, params.offset + rank + 1, described["key"]) for rank, hit in enumerate(page.hits)],
         "k": page.k, "offset": page.offset, "next_offset": page.next_offset, "min_score": params.min_score,
-        "model": card.short_name() if card else None,
+        "model": card.short_name() if card else None, "verdict_rule": s.engine.verdict_rule().to_dict(),
     })
     # Shown by browsers' developer tools; lets a benchmark tell the server's work from HTTP's.
     response.headers["Server-Timing"] = (f"query;dur={(queried - started) * 1000:.2f};desc=\"decode+embed or lookup\", "
@@ -214,7 +214,8 @@ def explain() -> Response:
                   "counterfactual": _grid(pair.maps(side).counterfactual)} for side in SIDES}
     return jsonify({
         "similarity": round(explanation.similarity, 6), "verdict": explanation.verdict,
-        "threshold": explanation.threshold,
+        "threshold": explanation.threshold, "verdict_score": round(explanation.verdict_score, 4),
+        "verdict_rule": explanation.rule,
         "query": {"key": pair.query.key, **_side_json(pair, "query", query_url)},
         "hit": {"id": pair.hit_id, **_side_json(pair, "hit", url_for("api.image_file", image_id=pair.hit_id,
                                                                      v=pair.hit.version))},

@@ -18,10 +18,13 @@ def print_table(page: SearchPage) -> None:
         click.echo("no hits")
         return
     label_width = max(5, *(len(hit.image.label or "") for hit in page.hits))
-    click.echo(f"{'rank':>4}  {'score':>6}  {'id':>7}  {'label':<{label_width}}  path")
+    click.echo(f"{'rank':>4}  {'cosine':>6}  {'verdict':<10}  {'z':>6}  {'id':>7}  {'label':<{label_width}}  path")
     for rank, hit in enumerate(page.hits, start=page.offset + 1):
         label = hit.image.label or "-"
-        click.echo(f"{rank:>4}  {hit.score:>6.3f}  {hit.id:>7}  {label:<{label_width}}  {hit.image.path}")
+        verdict = hit.verdict
+        judged = (f"{'similar' if verdict.similar else 'dissimilar':<10}  {verdict.score:>6.2f}" if verdict
+                  else f"{'-':<10}  {'-':>6}")
+        click.echo(f"{rank:>4}  {hit.score:>6.3f}  {judged}  {hit.id:>7}  {label:<{label_width}}  {hit.image.path}")
     if page.next_offset is not None:
         click.echo(f"more: --offset {page.next_offset}")
 
@@ -50,14 +53,17 @@ def search_command(image: Path | None, image_id: int | None, data_dir: Path, cat
             page = engine.search_by_image(image.read_bytes(), k, offset, min_score)
         else:
             page = engine.search_by_id(image_id or 0, k, offset, min_score)
+        rule = engine.verdict_rule()
     except SEARCH_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.close()
     if as_json:
-        echo_json({"hits": [hit.to_dict() for hit in page.hits], "next_offset": page.next_offset})
+        echo_json({"hits": [hit.to_dict() for hit in page.hits], "next_offset": page.next_offset,
+                   "verdict_rule": rule.to_dict()})
     else:
         print_table(page)
+        click.echo(f"verdicts: {rule.describe()}")
 
 
 COMMANDS = [search_command]

@@ -3,6 +3,10 @@
 A neighbour counts only when its catalog row says `indexed`: vectors whose row is gone or
 pending (a concurrent `whysim index --prune`, a crash being repaired) are dropped, never
 reported. The query itself, and anything with its exact bytes, is left out.
+
+Query vectors go through the index's own whitening (if it has one) before searching, so a hit's
+score is the cosine of the same vectors explanations differentiate. Each hit carries a verdict
+from the collection's rule (indexer.verdicts): the normalised score against the rule's cut.
 """
 from __future__ import annotations
 
@@ -21,8 +25,10 @@ from indexer.catalog.schema import ImageStatus
 from indexer.datadir import DataDir
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from indexer.model.card import ModelCard
+from indexer.model.whitening import Whitening
 from indexer.pipeline.reading import model_pixels
 from indexer.vectors import VectorStore
+from indexer.verdicts import RULE_SETTING, Verdict, VerdictJudge, VerdictRule
 from search.explaining import PairExplanation
 from search.index_snapshot import IndexSnapshot, IndexWatcher
 from search.model_host import ModelHost
@@ -40,9 +46,11 @@ FETCH_SLACK = 8  # extra neighbours fetched so that a few dropped ones still lea
 ROW_LOOKUP_CHUNK = 500
 
 
-def model_key(card: ModelCard) -> str:
-    """Names the embedding a card describes (weights, input size, pooling...): keys query caches."""
-    return hashlib.sha256(json.dumps(card.identity(), sort_keys=True).encode()).hexdigest()[:16]
+def model_key(card: ModelCard, whitening: Whitening | None = None) -> str:
+    """Names the embedding a card describes (weights, input size, pooling...) and the collection's
+    whitening after it: keys query caches, and says which embedding a fitted verdict rule is for."""
+    identity = {**card.identity(), "whitening": whitening.digest() if whitening is not None else None}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class IndexNotReady(RuntimeError):
@@ -61,14 +69,18 @@ class NotSearchable(LookupError):
 class Hit:
     image: ImageInfo
     score: float  # cosine similarity
+    verdict: Verdict | None = None
 
     @property
     def id(self) -> int:
         return self.image.id
 
     def to_dict(self) -> dict[str, object]:
+        verdict = self.verdict
         return {"id": self.image.id, "path": self.image.path, "label": self.image.label,
-                "score": round(self.score, 6)}
+                "score": round(self.score, 6),
+                "verdict": None if verdict is None else ("similar" if verdict.similar else "dissimilar"),
+                "verdict_score": None if verdict is None else round(verdict.score, 4)}
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,29 @@ class SearchEngine:
 
     @property
     def model_key(self) -> str:
-        """model_key() of the model behind the served index."""
-        return model_key(self.snapshot().card)  # type: ignore[arg-type]  # ready
+        """model_key() of the model (and whitening) behind the served index."""
+        snapshot = self.snapshot()
+        return model_key(snapshot.card, snapshot.store.whitening)  # type: ignore[arg-type,union-attr]  # ready
+
+    def verdict_rule(self) -> VerdictRule:
+        """The collection's rule: one fitted on its labels for this embedding, else the default."""
+        try:
+            rule = VerdictRule.from_json(self.catalog.get_setting(RULE_SETTING))
+        except (ValueError, TypeError):
+            return VerdictRule()
+        card = self.snapshot().card
+        assert card is not None
+        return rule if not rule.fitted or rule.model == card.key() else VerdictRule()
+
+    def judge(self) -> VerdictJudge:
+        cohort = self.snapshot().cohort
+        assert cohort is not None
+        return VerdictJudge(cohort, self.verdict_rule())
+
+    def final_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Branch vectors as the index holds them: through its whitening, if it has one."""
+        whitening = self.snapshot().store.whitening  # type: ignore[union-attr]  # ready
+        return whitening.apply(vectors) if whitening is not None else vectors
 
     def snapshot(self) -> IndexSnapshot:
         """The index being served; raises IndexNotReady when it cannot be searched."""
@@ -145,9 +178,10 @@ class SearchEngine:
             raise ImageUnavailable(f"image {info.id} cannot be decoded: {exc}") from exc
 
     def explain(self, query: Picture, hits: Sequence[Picture]) -> list[PairExplanation]:
-        card = self.snapshot().card
-        assert card is not None
-        return self.models.explain(card, query.pixels, torch.stack([hit.pixels for hit in hits]))
+        snapshot = self.snapshot()
+        assert snapshot.card is not None and snapshot.store is not None
+        return self.models.explain(snapshot.card, query.pixels, torch.stack([hit.pixels for hit in hits]),
+                                   snapshot.store.whitening, self.judge())
 
     # ---------------------------------------------------------------- queries
 
@@ -157,8 +191,8 @@ class SearchEngine:
         assert card is not None
         picture = read_picture(data, card.input_size, self.display_side, self.upload_max_pixels)
         digest = bytes_digest(data)
-        vector = self.models.embed(card, picture.pixels[None])[0]
-        return UploadedQuery(digest, picture, SearchQuery(vector, exclude_sha=digest), model_key(card))
+        vector = self.final_vectors(self.models.embed(card, picture.pixels[None]))[0]
+        return UploadedQuery(digest, picture, SearchQuery(vector, exclude_sha=digest), self.model_key)
 
     def query_for_id(self, image_id: int) -> SearchQuery:
         return self.query_for_image(self.image(image_id))
@@ -190,8 +224,17 @@ class SearchEngine:
             if len(accepted) >= wanted or exhausted:
                 break
             fetch *= 2
-        page = accepted[offset:offset + k]
+        page = self._with_verdicts(store, query, accepted[offset:offset + k])
         return SearchPage(page, offset, k, offset + k if len(accepted) > offset + k else None)
+
+    def _with_verdicts(self, store: VectorStore, query: SearchQuery, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return hits
+        vectors = [store.reconstruct(hit.id) for hit in hits]
+        if any(vector is None for vector in vectors):  # replaced meanwhile: judge what we can't, not at all
+            return hits
+        verdicts = self.judge().judge(query.vector, np.stack(vectors), np.array([hit.score for hit in hits]))
+        return [Hit(hit.image, hit.score, verdict) for hit, verdict in zip(hits, verdicts, strict=True)]
 
     def _neighbours(self, store: VectorStore, query: SearchQuery, fetch: int,
                     min_score: float | None) -> tuple[list[Hit], bool]:
@@ -235,5 +278,5 @@ class SearchEngine:
         assert card is not None
         picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
         pixels = model_pixels(picture.convert("RGB"), card.input_size)
-        vector = self.models.embed(card, pixels[None])[0]
+        vector = self.final_vectors(self.models.embed(card, pixels[None]))[0]
         return self.search(SearchQuery(vector), k, offset, min_score)

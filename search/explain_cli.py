@@ -18,7 +18,7 @@ from search.explaining import PairExplainer, PairExplanation
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
 from search.faithfulness_evaluation import evaluate_pairs, format_table, summarise
 from search.image_files import read_image_file
-from search.model_choice import choose_branch
+from search.model_choice import choose_branch, collection_context
 from search.overlays import explanation_panel
 from search.pair_sampling import draw_pairs, labelled_files
 
@@ -31,7 +31,8 @@ def model_options(func: F) -> F:
     """--model, the model request options (--backbone ...), --threshold and --device."""
     func = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(func)
     func = click.option("--threshold", type=float, default=None,
-                        help="Decision threshold on cosine similarity (default: the model card's).")(func)
+                        help="A cosine cut that overrides the verdict rule (default: the data directory index's rule, "
+                             "else the model card's cosine cut).")(func)
     func = model_request_options(func)
     return click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None,
                         help="A trained checkpoint (directory with card.json and weights.pt).")(func)
@@ -53,6 +54,8 @@ def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
         "similarity": explanation.similarity,
         "verdict": explanation.verdict,
         "threshold": explanation.threshold,
+        "verdict_score": explanation.verdict_score,
+        "verdict_rule": explanation.rule,
         "factual": f"evidence for the verdict '{explanation.verdict}'",
         "counterfactual": f"evidence against the verdict '{explanation.verdict}'",
     }
@@ -81,9 +84,12 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
     output = output or _default_panel_path(first, second)
     try:
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
+        # An explicit --threshold is a cosine cut and overrides the collection's rule.
+        whitening, judge = (collection_context(datadir_from(data_dir, catalog_url), branch)
+                            if threshold is None else (None, None))
         explainer, _ = _explainer(branch, device, threshold)
         query, hit = (read_image_file(path, branch.input_size) for path in (first, second))
-        explanation = explainer.explain(query.pixels, hit.pixels[None])[0]
+        explanation = explainer.explain(query.pixels, hit.pixels[None], whitening, judge)[0]
         explanation_panel(query.image, hit.image, explanation).save(output, "PNG")
         if maps_path is not None:
             np.savez_compressed(maps_path, query_factual=explanation.query.factual,
@@ -99,8 +105,10 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
     if as_json:
         echo_json(summary)
         return
-    click.echo(f"similarity {explanation.similarity:.4f}: {explanation.verdict} "
-               f"(threshold {explanation.threshold:.3f}, model {summary['model']})")
+    click.echo(f"similarity {explanation.similarity:.4f} (cosine): {explanation.verdict}, "
+               f"score {explanation.verdict_score:.3f} against cut {explanation.threshold:.3f} "
+               f"(model {summary['model']})")
+    click.echo(f"verdict rule: {explanation.rule['description'] if explanation.rule else '-'}")
     click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
     click.echo(f"panel: {output}")
 

@@ -87,7 +87,9 @@ class Explanations:
     def explain(self, query_ref: str | int, hit_id: int) -> ExplainedPair:
         query = self.query_image(query_ref)
         hit = self.indexed_image(hit_id)
-        key = (query.key, query.version, hit_id, hit.version, self.engine.model_key)
+        # The rule is part of the key: calibrating the collection changes verdicts, hence maps.
+        key = (query.key, query.version, hit_id, hit.version, self.engine.model_key,
+               self.engine.verdict_rule().to_json())
         explanation = self.cache.get(key)
         if explanation is None:
             explanation = self.engine.explain(query.picture, [hit.picture])[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from indexer.model.card import ModelCard
 from indexer.vectors import VectorStore
+from indexer.verdicts import Cohort
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class IndexSnapshot:
     card: ModelCard | None
     stamp: FileStamp | None
     problem: str | None = None  # why this snapshot cannot be searched, when it cannot
+    cohort: Cohort | None = None  # what verdicts normalise against (indexer.verdicts)
 
     @property
     def ready(self) -> bool:
@@ -92,11 +94,11 @@ class IndexWatcher:
         except (RuntimeError, OSError, ValueError) as exc:
             if previous is not None and previous.ready:
                 logger.warning("cannot read %s (%s); still serving the previous index", self.vectors_path, exc)
-                return IndexSnapshot(previous.store, previous.card, stamp)
+                return IndexSnapshot(previous.store, previous.card, stamp, cohort=previous.cohort)
             return IndexSnapshot(None, card, stamp, f"cannot read the index {self.vectors_path.name}: {exc}")
         if card is None:
             return IndexSnapshot(store, None, stamp, "the catalog has no model yet: run `whysim index DIR`")
         if store.dim != card.dim:
             return IndexSnapshot(store, card, stamp,
                                  "the index is being rebuilt with another model; try again when it is done")
-        return IndexSnapshot(store, card, stamp)
+        return IndexSnapshot(store, card, stamp, cohort=Cohort.of_store(store))

@@ -4,10 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from indexer.calibration import stored_rule
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog
 from indexer.cli import active_model_card
 from indexer.datadir import DataDir
 from indexer.model.branch import SiameseBranch
 from indexer.model.loading import ModelRequest, build_branch, load_checkpoint, load_for_card
+from indexer.model.whitening import Whitening
+from indexer.vectors import VectorStore
+from indexer.verdicts import Cohort, VerdictJudge
 
 
 def choose_branch(datadir: DataDir, checkpoint: Path | None, explicit: dict[str, Any]) -> SiameseBranch:
@@ -23,3 +29,21 @@ def choose_branch(datadir: DataDir, checkpoint: Path | None, explicit: dict[str,
         if card is not None:
             return load_for_card(card, datadir.models_dir)
     return build_branch(ModelRequest(**explicit))
+
+
+def collection_context(datadir: DataDir, branch: SiameseBranch) -> tuple[Whitening | None, VerdictJudge | None]:
+    """The whitening and verdict judge of the data directory's index when it was built with this
+    branch's model, so `whysim explain` scores and judges a pair as search would; else (None, None):
+    raw cosine and the model card's cut."""
+    card = active_model_card(datadir)
+    if card is None or card.identity() != branch.card.identity() or not datadir.vectors_path.exists():
+        return None, None
+    store = VectorStore.load(datadir.vectors_path)
+    if not len(store):
+        return None, None
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        rule = stored_rule(Catalog(engine), card)
+    finally:
+        engine.dispose()
+    return store.whitening, VerdictJudge(Cohort.of_store(store), rule)

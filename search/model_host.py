@@ -18,7 +18,9 @@ import torch
 from indexer.model.branch import SiameseBranch
 from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card
+from indexer.model.whitening import Whitening
 from indexer.pipeline.embedding import Embedder, resolve_device
+from indexer.verdicts import VerdictJudge
 from search.explaining import PairExplainer, PairExplanation
 
 T = TypeVar("T")
@@ -53,8 +55,9 @@ class ModelHost:
         """Vectors (B, dim) of uint8 images (B, 3, S, S), exactly as the indexer computes them."""
         return self._run(lambda: self._ready(card)[0](pixels))
 
-    def explain(self, card: ModelCard, query_pixels: torch.Tensor, hit_pixels: torch.Tensor) -> list[PairExplanation]:
-        return self._run(lambda: self._ready(card)[1].explain(query_pixels, hit_pixels))
+    def explain(self, card: ModelCard, query_pixels: torch.Tensor, hit_pixels: torch.Tensor,
+                whitening: Whitening | None = None, judge: VerdictJudge | None = None) -> list[PairExplanation]:
+        return self._run(lambda: self._ready(card)[1].explain(query_pixels, hit_pixels, whitening, judge))
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)

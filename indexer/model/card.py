@@ -1,6 +1,7 @@
 """Model card: everything needed to rebuild a branch and to decide whether two indexes are compatible."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,10 +19,15 @@ DEFAULT_THRESHOLD = 0.47
 
 CARD_VERSION = 1
 
-# The untrained default; chosen by measurement (README "Default model",
-# tests/benchmarks/eval_default_model.py). The CLI and ModelRequest use these too.
+# The untrained default; chosen by measurement on flowers and rooms (README "Default model",
+# tests/benchmarks/study_defaults.py). The CLI and ModelRequest use these too.
 DEFAULT_BACKBONE = "lite0"
-DEFAULT_INPUT_SIZE = 224
+# Named input sizes (`--preset`): "detailed" keeps the details that tell look-alike photos
+# apart (same-room Recall@1 0.74 -> 0.91 on rooms) at about 6.6x the compute of "fast",
+# whysim's earlier default, which suits collections of broad categories at their speed.
+INPUT_SIZE_PRESETS = {"detailed": 576, "fast": 224}
+DEFAULT_PRESET = "detailed"
+DEFAULT_INPUT_SIZE = INPUT_SIZE_PRESETS[DEFAULT_PRESET]
 DEFAULT_POOLING = "gem"
 DEFAULT_GEM_P = 3.0
 
@@ -58,6 +64,10 @@ class ModelCard:
             "head": self.head if self.head_dim else None,
             "dim": self.dim,
         }
+
+    def key(self) -> str:
+        """A short digest of `identity()`: names the embedding (e.g. what a fitted verdict rule is for)."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def short_name(self) -> str:
         digest = self.weights_digest[:8] or "random"

@@ -14,6 +14,7 @@ from indexer.catalog.repository import Catalog
 from indexer.datadir import DataDir
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.runner import INDEX_TYPE_SETTING
+from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
 
 
@@ -24,6 +25,7 @@ class CompactReport:
     index_type: str
     orphans_removed: int
     seconds: float
+    whitening: str | None = None  # digest of the transform in force after the rebuild
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -31,12 +33,14 @@ class CompactReport:
     def summary(self) -> str:
         change = (f"{self.index_type_before} -> {self.index_type}" if self.index_type != self.index_type_before
                   else self.index_type)
-        return f"rebuilt {self.vectors} vectors into a {change} index in {self.seconds:.1f} s"
+        whitened = f", whitening {self.whitening}" if self.whitening else ""
+        return f"rebuilt {self.vectors} vectors into a {change} index{whitened} in {self.seconds:.1f} s"
 
 
-def compact_index(datadir: DataDir, index_type: str | None = None) -> CompactReport:
+def compact_index(datadir: DataDir, index_type: str | None = None, whitening: str | None = None) -> CompactReport:
     """Rebuilds the index. `index_type` (a kind, or "auto" to let the size decide from now on)
-    is remembered for later runs of `whysim index`; None keeps the current choice."""
+    is remembered for later runs of `whysim index`; None keeps the current choice. The collection's
+    whitening is refitted on today's vectors (`whitening` "auto" or "off" changes the choice)."""
     if index_type not in (None, "auto", *INDEX_KINDS):
         raise ValueError(f"unknown index type {index_type!r}")
     if not datadir.vectors_path.exists():
@@ -50,9 +54,11 @@ def compact_index(datadir: DataDir, index_type: str | None = None) -> CompactRep
             if index_type is not None:
                 catalog.set_setting(INDEX_TYPE_SETTING, None if index_type == "auto" else index_type)
             wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
-            rebuilt = store.compacted(wanted)
+            rewhitened = settle_whitening(catalog, store, remember_choice(catalog, whitening), always=True)
+            rebuilt = rewhitened.converted(wanted) if rewhitened is not store else store.compacted(wanted)
             rebuilt.save(datadir.vectors_path)
         finally:
             catalog.engine.dispose()
     return CompactReport(len(rebuilt), store.kind, rebuilt.kind, repaired.orphan_vectors_removed,
-                         round(time.perf_counter() - started, 3))
+                         round(time.perf_counter() - started, 3),
+                         rebuilt.whitening.digest() if rebuilt.whitening is not None else None)

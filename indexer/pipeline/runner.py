@@ -20,11 +20,13 @@ from indexer.imaging import DEFAULT_MAX_PIXELS
 from indexer.model.branch import SiameseBranch
 from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card, store_checkpoint_copy
+from indexer.model.whitening import Whitening
 from indexer.pipeline.background_writing import BackgroundChunkWriter
 from indexer.pipeline.embedding import Embedder, resolve_device
 from indexer.pipeline.planning import WorkItem, plan_collection
 from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
 from indexer.pipeline.reconcile import reconcile
+from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
 from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
@@ -69,6 +71,7 @@ class IndexOptions:
     decoder: str = "auto"  # pil: DataLoader workers; device: batched on the embedding device
     read_threads: int = 0  # device decoder's file-reading threads (0: a few per core)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    whitening: str | None = None  # "auto" or "off"; None keeps the data directory's choice
     progress: bool = True
 
 
@@ -85,6 +88,7 @@ class IndexReport:
     images_per_second: float = 0.0
     vectors: int = 0
     index_type: str = ""
+    whitening: str | None = None  # digest of the collection's whitening, None when vectors are raw
     model: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -171,6 +175,7 @@ class IndexRun:
         self.requested_model = requested_model
         self.on_progress = on_progress
         self.report = IndexReport()
+        self._whitening: Whitening | None = None  # the store's transform, applied to every new vector
 
     def run(self) -> IndexReport:
         with self.datadir.writer_lock():
@@ -190,7 +195,9 @@ class IndexRun:
         options, report = self.options, self.report
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         device = resolve_device(options.device)
+        whitening_choice = remember_choice(catalog, options.whitening)
         store = _open_store(self.datadir, model.card.dim, model.fresh)
+        self._whitening = store.whitening
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
         if repaired.changed or model.fresh:
@@ -233,7 +240,7 @@ class IndexRun:
         finally:
             writer.close()
         writer.flush()
-        store = self._settle_index_type(catalog, writer.store)
+        store = self._settle_store(catalog, writer.store, whitening_choice)
         self._finish(writer, store, catalog, started, embed_started, model.card)
 
     def _work_items(self, catalog: Catalog, collection_id: int, changed: dict[int, WorkItem],
@@ -312,17 +319,22 @@ class IndexRun:
         if to_embed and batch.pixels is not None:
             everything = len(keep_rows) == len(batch.pixels)
             vectors = embedder(batch.pixels if everything else batch.pixels[keep_rows])
+            if self._whitening is not None:
+                vectors = self._whitening.apply(vectors)
             for (item, result), vector in zip(to_embed, vectors):
                 writer.indexed(item, result, vector)
 
-    def _settle_index_type(self, catalog: Catalog, store: VectorStore) -> VectorStore:
+    def _settle_store(self, catalog: Catalog, store: VectorStore, whitening_choice: str) -> VectorStore:
+        """Fits or refits the collection's whitening when the policy says so, then converts the
+        index to the wanted type; saves once if either changed the store."""
+        settled = settle_whitening(catalog, store, whitening_choice)
         if self.options.index_type != "auto":
             catalog.set_setting(INDEX_TYPE_SETTING, self.options.index_type)
-        wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
-        if wanted != store.kind:
-            store = store.converted(wanted)
-            store.save(self.datadir.vectors_path)
-        return store
+        wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(settled))
+        settled = settled.converted(wanted)
+        if settled is not store:
+            settled.save(self.datadir.vectors_path)
+        return settled
 
     def _finish(self, writer: ChunkWriter, store: VectorStore, catalog: Catalog, started: float,
                 embed_started: float, card: ModelCard) -> None:
@@ -336,4 +348,5 @@ class IndexRun:
         report.images_per_second = round(report.indexed / embed_seconds, 2) if report.indexed else 0.0
         report.vectors = len(store)
         report.index_type = store.kind
+        report.whitening = store.whitening.digest() if store.whitening is not None else None
         report.model = card.short_name()

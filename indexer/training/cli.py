@@ -7,18 +7,25 @@ from typing import Any
 
 import click
 
+from indexer.calibration import stored_rule
+from indexer.catalog.database import open_catalog_engine
+from indexer.catalog.repository import Catalog
 from indexer.cli import USER_ERRORS, data_dir_options, datadir_from, echo_json, model_request_options
+from indexer.datadir import DataDir
 from indexer.evaluation.evaluate import evaluate
 from indexer.model.heads import HEADS
 from indexer.model.loading import ModelRequest, build_branch, load_checkpoint
 from indexer.pipeline.embedding import resolve_device
+from indexer.model.card import ModelCard
 from indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
+from indexer.pipeline.whitening_policy import WHITENING_CHOICES
 from indexer.training.collection import scan_labelled
 from indexer.training.objectives import LOSSES
 from indexer.training.run import TrainOptions, TrainRun
 from indexer.training.splits import SPLITS, Split
 from indexer.training.trainer import LoopSettings
 from indexer.training.views import VIEWS, parse_views
+from indexer.verdicts import VerdictRule
 
 COLLECTION = click.argument("collection", metavar="DATA_DIR",
                             type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -107,6 +114,17 @@ def train_command(collection: Path, data_dir: Path, catalog_url: str | None, out
                f"--split-file {report.output / 'split.json'}")
 
 
+def rule_in_force(datadir: DataDir, card: ModelCard) -> VerdictRule:
+    """The verdict rule search would use with this model in this data directory."""
+    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+        return VerdictRule()
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        return stored_rule(Catalog(engine), card)
+    finally:
+        engine.dispose()
+
+
 METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), ("Recall@1", "recall_at_1"),
                ("Recall@5", "recall_at_5"), ("Recall@10", "recall_at_10"), ("pair ROC-AUC", "pair_roc_auc"),
                ("pair accuracy", "pair_accuracy"), ("pair F1", "pair_f1"), ("threshold", "threshold"))
@@ -124,12 +142,15 @@ METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), 
               help="Which split of --split-file (default: test).")
 @click.option("--batch-size", type=click.IntRange(min=0), default=0,
               help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA, as `whysim index`).")
+@click.option("--whitening", type=click.Choice(WHITENING_CHOICES), default="auto", show_default=True,
+              help="Fit the collection whitening on the evaluated images, as `whysim index` would (auto), or not.")
 @runtime_options
 def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, model_path: Path | None,
                      backbone: str, weights: str, input_size: int, pooling: str, gem_p: float,
-                     split_file: Path | None, split_name: str | None, batch_size: int, device: str,
-                     workers: int, as_json: bool, progress: bool | None) -> None:
-    """Retrieval (leave-one-out P@k, mAP@10, Recall@k) and pair verification on DATA_DIR."""
+                     split_file: Path | None, split_name: str | None, batch_size: int, whitening: str,
+                     device: str, workers: int, as_json: bool, progress: bool | None) -> None:
+    """Retrieval (leave-one-out P@k, mAP@10, Recall@k), pair verification and search's verdicts on
+    DATA_DIR. Verdicts follow the cut `whysim calibrate` stored in --data-dir for this model, if any."""
     show = _progress(progress)
     if split_name is not None and split_file is None:
         raise click.UsageError("--split needs --split-file (a training run's split.json)")
@@ -146,7 +167,8 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                            f"{collection}", err=True)
         torch_device = resolve_device(device)
         batch_size = batch_size or (CUDA_BATCH_SIZE if torch_device.type == "cuda" else CPU_BATCH_SIZE)
-        result = evaluate(branch, labelled, torch_device, batch_size, workers, show)
+        rule = rule_in_force(datadir_from(data_dir, catalog_url), branch.card)
+        result = evaluate(branch, labelled, torch_device, batch_size, workers, show, rule, whitening == "auto")
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     result["split"] = split_name or "all"
@@ -158,6 +180,10 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                f"{int(result['pairs'])} verification pairs")
     for title, key in METRIC_ROWS:
         click.echo(f"  {title:<14} {result[key]:.4f}")
+    click.echo(f"verdicts ({result['verdict_rule']['description']}):")
+    click.echo(f"  balanced accuracy {result['verdict_balanced_accuracy']:.4f} at the cut in force "
+               f"({result['verdict_cut']:.3f}); {result['verdict_balanced_accuracy_best']:.4f} at this "
+               f"collection's best cut ({result['verdict_best_cut']:.3f})")
 
 
 COMMANDS = [train_command, evaluate_command]

@@ -30,8 +30,11 @@ def shown_size(path: str) -> tuple[int, int]:
 
 def check_explanation(client, body: dict, hit: dict, query_size: tuple[int, int]) -> None:
     hit_size = shown_size(hit["path"])
-    assert body["verdict"] == ("similar" if body["similarity"] >= body["threshold"] else "dissimilar")
+    assert body["verdict"] == ("similar" if body["verdict_score"] >= body["threshold"] else "dissimilar")
     assert body["similarity"] == pytest.approx(hit["score"], abs=1e-3)  # the pixels give the indexed score
+    # Search and explain judge the pair alike: same rule, same normalised score, same verdict.
+    assert body["verdict"] == hit["verdict"] and body["verdict_score"] == pytest.approx(hit["verdict_score"], abs=1e-2)
+    assert body["verdict_rule"]["kind"] == "default" and body["threshold"] == body["verdict_rule"]["cut"]
     assert body["hit"]["id"] == hit["id"]
     for side, size in (("query", query_size), ("hit", hit_size)):
         assert (body[side]["width"], body[side]["height"]) == size

@@ -18,12 +18,14 @@ def test_table_lists_k_hits_without_the_query(built_index, collection, images) -
     result = search(str(collection / query.path), "-k", "4", "--data-dir", str(built_index.root))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["rank", "score", "id", "label", "path"]
+    assert lines[0].split() == ["rank", "cosine", "verdict", "z", "id", "label", "path"]
     rows = [line.split() for line in lines[1:5]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4"]
-    assert all(row[4] in images and images[row[4]].id == int(row[2]) for row in rows)
+    assert all(row[2] in ("similar", "dissimilar") for row in rows)
+    assert all(row[6] in images and images[row[6]].id == int(row[4]) for row in rows)
     assert query.path not in result.output.split("\n", 1)[1]
     assert lines[5] == "more: --offset 4"
+    assert lines[6].startswith("verdicts: default cut")
 
 
 def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
@@ -32,7 +34,10 @@ def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     hits = payload["hits"]
-    assert len(hits) == 3 and all(set(hit) == {"id", "path", "label", "score"} for hit in hits)
+    assert len(hits) == 3
+    assert all(set(hit) == {"id", "path", "label", "score", "verdict", "verdict_score"} for hit in hits)
+    assert all(hit["verdict"] in ("similar", "dissimilar") for hit in hits)
+    assert payload["verdict_rule"]["kind"] == "default"
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
     assert query.id not in [hit["id"] for hit in hits]
     assert all(images[hit["path"]].label == hit["label"] for hit in hits)

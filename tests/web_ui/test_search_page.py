@@ -159,8 +159,13 @@ def test_explain_shows_factual_and_counterfactual_maps_of_query_and_hit(page: Pa
     assert page.eval_on_selector_all("#explain-dialog .map-base", "images => images.map(i => i.naturalWidth)") == [96] * 4
     verdict = explanation["verdict"]
     expect(page.locator("#verdict-badge")).to_have_text(verdict)
-    expect(page.locator("#verdict-score")).to_have_text(f"similarity {explanation['similarity']:.3f}")
+    expect(page.locator("#verdict-score")).to_have_text(
+        f"cosine {explanation['similarity']:.3f} · score {explanation['verdict_score']:.2f}")
     expect(page.locator("#verdict-text")).to_contain_text(f"The model calls this pair {verdict}")
+    expect(page.locator("#verdict-text")).to_contain_text("the default cut (no labels: fit one with whysim calibrate)")
+    # Each hit shows the same verdict as its explanation, and the page says which rule made it.
+    expect(page.locator(f".hit[data-id='{hit['id']}'] .hit-verdict")).to_have_text(hit["verdict"])
+    expect(page.locator("#verdict-rule")).to_contain_text("Verdicts: default cut")
     expect(page.locator("#factual-sentence")).to_have_text(f"Regions that support the model's verdict ({verdict}).")
     expect(page.locator("#counterfactual-sentence")).to_contain_text("Regions that argue against it")
     expect(page.locator("#query-column")).to_have_text("Query: query.jpg (uploaded)")

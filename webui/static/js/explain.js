@@ -18,9 +18,17 @@ function isEmptyMap(grid) {
 }
 
 function verdictSentence(body) {
-  const relation = body.similarity >= body.threshold ? "at or above" : "below";
-  return `The model calls this pair ${body.verdict}: their cosine similarity ${body.similarity.toFixed(3)} is `
-    + `${relation} its threshold of ${body.threshold.toFixed(2)}.`;
+  const relation = body.verdict_score >= body.threshold ? "at or above" : "below";
+  const rule = body.verdict_rule || {};
+  if (rule.kind === "cosine") {
+    return `The model calls this pair ${body.verdict}: their cosine similarity ${body.similarity.toFixed(3)} is `
+      + `${relation} the model's cut of ${body.threshold.toFixed(2)}.`;
+  }
+  const source = rule.fitted ? "the cut fitted on this collection's labelled pairs"
+    : "the default cut (no labels: fit one with whysim calibrate)";
+  return `The model calls this pair ${body.verdict}: for this collection their similarity is unusual by `
+    + `${body.verdict_score.toFixed(2)} (cosine ${body.similarity.toFixed(3)}), ${relation} ${source} `
+    + `of ${body.threshold.toFixed(2)}.`;
 }
 
 export function createExplainer() {
@@ -79,7 +87,7 @@ export function createExplainer() {
   function fill(body) {
     badge.textContent = body.verdict;
     badge.dataset.verdict = body.verdict;
-    score.textContent = `similarity ${body.similarity.toFixed(3)}`;
+    score.textContent = `cosine ${body.similarity.toFixed(3)} · score ${body.verdict_score.toFixed(2)}`;
     text.textContent = verdictSentence(body);
     byId("factual-sentence").textContent = `Regions that support the model's verdict (${body.verdict}).`;
     byId("counterfactual-sentence").textContent =

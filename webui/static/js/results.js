@@ -28,6 +28,10 @@ function hitCard(hit, actions) {
       el("div", { class: "score-row" },
         el("span", { class: "score-value", text: hit.score.toFixed(3), title: "cosine similarity to the query" }),
         scoreBar(hit.score)),
+      hit.verdict ? el("p", {
+        class: "hit-verdict", "data-verdict": hit.verdict, text: hit.verdict,
+        title: `verdict: collection-normalised score ${hit.verdict_score.toFixed(2)}`,
+      }) : null,
       el("p", { class: "hit-name", title: hit.path, text: name }),
       hit.label ? el("p", { class: "chip", text: hit.label }) : el("p", { class: "chip chip-empty", text: "no label" }),
       el("div", { class: "hit-actions" },
@@ -103,6 +107,8 @@ export function createResults(actions) {
       endNote.hidden = body.next_offset !== null;
       endNote.textContent = shown === 0 ? "No other image in the collection to compare with."
         : `All ${plural(shown, "result")} shown, ranked by cosine similarity.`;
+      const rule = byId("verdict-rule");
+      if (rule && body.verdict_rule) rule.textContent = `Verdicts: ${body.verdict_rule.description}.`;
     },
 
     loadingMore() {

@@ -1,0 +1,193 @@
+"""Which untrained default should whysim use? Backbone x input size x pooling x multi-scale x whitening,
+on several labelled collections at once, with the CPU cost of each candidate.
+
+For each (backbone, input size) every collection is decoded by the indexer's own read stage and run
+once through the BatchNorm-folded backbone; every pooling is computed from those same feature maps,
+and vectors are cached under --cache, so later runs (and the analysis of multi-scale descriptors,
+whitening and verdict rules) cost no model time. Metrics are those of `whysim evaluate` (leave-one-out
+over distinct files, the same verification pairs). Model cost is images/s of the model alone on
+pre-decoded batches, all candidates in the same run.
+
+    .venv/bin/python tests/benchmarks/study_defaults.py ../shared/datasets/flowers ../shared/datasets/rooms \
+        [--candidates lite0@224 lite0@448 ...] [--cache bench-results/study-cache]
+"""
+from __future__ import annotations
+
+import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from bench_support import require_dataset
+from indexer.evaluation.evaluate import verdict_metrics
+from indexer.evaluation.retrieval_metrics import retrieval_metrics
+from indexer.evaluation.verification import pair_scores, verification_pairs
+from indexer.model.loading import ModelRequest, build_branch
+from indexer.model.whitening import DEFAULT_POWER, DEFAULT_SHRINKAGE, fit_whitening
+from indexer.model.pooling import AveragePool, GeMPool
+from indexer.pipeline.embedding import retain_freed_memory
+from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
+from indexer.training.collection import LabelledCollection, scan_labelled
+from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy
+
+POOLINGS: dict[str, torch.nn.Module] = {"avg": AveragePool(), "gem3": GeMPool(3.0)}
+DEFAULT_CANDIDATES = ("lite0@224", "lite0@320", "lite0@448", "lite1@320", "lite1@448", "lite2@448")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backbone: str
+    size: int
+
+    @classmethod
+    def parse(cls, text: str) -> Candidate:
+        backbone, size = text.split("@")
+        return cls(backbone, int(size))
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}@{self.size}"
+
+
+def distinct_collection(root: Path) -> tuple[list[Path], list[str]]:
+    collection: LabelledCollection = scan_labelled(root)
+    distinct, _ = collection.distinct()
+    return [distinct.root / image.path for image in distinct.images], [image.label for image in distinct.images]
+
+
+def embed(candidate: Candidate, paths: list[Path], batch_size: int, workers: int) -> dict[str, np.ndarray]:
+    branch = build_branch(ModelRequest(backbone=candidate.backbone, input_size=candidate.size, pooling="avg"))
+    branch.eval().fold_batchnorm()
+    branch = branch.to(memory_format=torch.channels_last)
+    requests = [ReadRequest(i, path) for i, path in enumerate(paths)]
+    loader = DataLoader(ImageFileDataset(requests, candidate.size), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_reads, worker_init_fn=init_reader_worker if workers else None)
+    pooled: dict[str, list[np.ndarray]] = {name: [] for name in POOLINGS}
+    done = 0
+    with torch.inference_mode():
+        for batch in loader:
+            failed = [r for r in batch.results if r.error]
+            if failed:
+                raise RuntimeError(f"{len(failed)} unreadable images, e.g. {failed[0].error}")
+            fmaps = branch.feature_maps(batch.pixels.contiguous(memory_format=torch.channels_last)).float()
+            for name, pool in POOLINGS.items():
+                pooled[name].append(F.normalize(pool(fmaps), dim=-1).numpy())
+            done += len(batch.results)
+            print(f"\r  {candidate.name}: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {name: np.concatenate(chunks) for name, chunks in pooled.items()}
+
+
+def model_rate(candidate: Candidate, batch_size: int, batches: int = 3) -> float:
+    """Images/s of the folded model alone on random uint8 batches (no decoding)."""
+    branch = build_branch(ModelRequest(backbone=candidate.backbone, input_size=candidate.size))
+    branch.eval().fold_batchnorm()
+    branch = branch.to(memory_format=torch.channels_last)
+    pixels = torch.randint(0, 256, (batch_size, 3, candidate.size, candidate.size), dtype=torch.uint8)
+    pixels = pixels.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        branch(pixels)  # warm-up
+        started = time.perf_counter()
+        for _ in range(batches):
+            branch(pixels)
+    return batches * batch_size / (time.perf_counter() - started)
+
+
+def cached_vectors(cache: Path, dataset: Path, candidate: Candidate, paths: list[Path], batch_size: int,
+                   workers: int) -> dict[str, np.ndarray]:
+    target = cache / f"{dataset.name}-{candidate.name}.npz"
+    if target.is_file():
+        with np.load(target) as data:
+            if data["count"] == len(paths):
+                return {name: data[name] for name in POOLINGS}
+    vectors = embed(candidate, paths, batch_size, workers)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(target, count=len(paths), **vectors)
+    return vectors
+
+
+def transformed(vectors: np.ndarray, whitening: tuple[float, float] | None) -> np.ndarray:
+    if whitening is None:
+        return vectors
+    return fit_whitening(vectors, power=whitening[0], shrinkage=whitening[1]).apply(vectors)
+
+
+def quality(vectors: np.ndarray, labels: list[str]) -> dict[str, float]:
+    metrics = retrieval_metrics(vectors, labels, ks=(1, 5, 10))
+    metrics.update(verdict_metrics(vectors, labels, VerdictRule()))
+    return {key: round(float(value), 4) for key, value in metrics.items()}
+
+
+def universal_cut(sets: list[tuple[np.ndarray, list[str]]], cosine: bool = False) -> tuple[float, list[float]]:
+    """The one cut (on the normalised score, or on raw cosine) whose worst shortfall from each set's
+    best balanced accuracy is smallest; returns it and the balanced accuracy on each set."""
+    curves = []
+    for vectors, labels in sets:
+        pairs = verification_pairs(labels)
+        sims = pair_scores(vectors, pairs)
+        scores = sims if cosine else VerdictJudge(Cohort.sample(vectors), VerdictRule()).scores(
+            vectors[pairs.left], vectors[pairs.right], sims)
+        curves.append((scores, pairs.same))
+    low = min(float(np.quantile(scores, 0.01)) for scores, _ in curves)
+    high = max(float(np.quantile(scores, 0.999)) for scores, _ in curves)
+    cuts = np.linspace(low, high, 400)
+    table = np.array([[balanced_accuracy(scores, same, cut) for cut in cuts] for scores, same in curves])
+    shortfall = (table - table.max(axis=1, keepdims=True)).min(axis=0)
+    best = int(np.argmax(shortfall))
+    return float(cuts[best]), [float(value) for value in table[:, best]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
+    parser.add_argument("--cache", type=Path, default=Path("bench-results/study-cache"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--whitening", nargs="*", default=[f"{DEFAULT_POWER}:{DEFAULT_SHRINKAGE}"],
+                        help="power:shrinkage settings to compare with raw vectors (default: whysim's)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the model-only speed measurement")
+    args = parser.parse_args()
+    retain_freed_memory()  # as the indexer does: no per-layer page faults
+    candidates = [Candidate.parse(text) for text in args.candidates]
+    collections = {dataset: distinct_collection(require_dataset(dataset)) for dataset in args.datasets}
+    settings: list[tuple[float, float] | None] = [None]
+    settings += [tuple(float(v) for v in text.split(":")) for text in args.whitening]  # type: ignore[misc]
+    speeds = {} if args.no_speed else {c.name: round(model_rate(c, args.batch_size), 1) for c in candidates}
+    rows = []
+    for candidate in candidates:
+        for pooling in POOLINGS:
+            for setting in settings:
+                per_set = {}
+                judged = []
+                for dataset, (paths, labels) in collections.items():
+                    raw = cached_vectors(args.cache, dataset, candidate, paths, args.batch_size, args.workers)[pooling]
+                    vectors = transformed(raw, setting)
+                    per_set[dataset.name] = quality(vectors, labels)
+                    judged.append((vectors, labels))
+                cut, accuracies = universal_cut(judged)
+                whitening = "none" if setting is None else f"{setting[0]:g}/{setting[1]:g}"
+                row = {"candidate": candidate.name, "pooling": pooling, "whitening": whitening,
+                       "images_per_second": speeds.get(candidate.name), "sets": per_set,
+                       "universal_cut": round(cut, 3), "universal_cut_balanced_accuracy": accuracies}
+                rows.append(row)
+                cells = "  ".join(
+                    f"{name}: P@1 {m['p_at_1']:.3f} P@10 {m['p_at_10']:.3f} mAP@10 {m['map_at_10']:.3f} "
+                    f"BA@{VerdictRule().cut:g} {m['verdict_balanced_accuracy']:.3f}/best {m['verdict_balanced_accuracy_best']:.3f}"
+                    for name, m in per_set.items())
+                speed = f"{speeds[candidate.name]:6.1f} img/s" if candidate.name in speeds else ""
+                print(f"{candidate.name:>10} {pooling:>4} white {whitening:>7} {speed}  {cells}  "
+                      f"universal cut {cut:.2f}", flush=True)
+    print(json.dumps({"speeds": speeds, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

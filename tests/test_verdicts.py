@@ -1,0 +1,127 @@
+"""Collection-relative verdicts: the cohort statistics, the normalised score, cut fitting, and
+`whysim calibrate` / `whysim evaluate` through the real CLI."""
+from __future__ import annotations
+
+import json
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from conftest import encode, make_picture
+from indexer.datadir import DataDir
+from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
+from webui.cli import cli
+
+SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
+
+
+def unit(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_best_cut_matches_an_exhaustive_search() -> None:
+    rng = np.random.default_rng(3)
+    scores = np.round(np.r_[rng.normal(1.5, 1, 60), rng.normal(0, 1, 400)], 1)  # with ties
+    same = np.r_[np.ones(60, bool), np.zeros(400, bool)]
+    cut, accuracy = best_cut(scores, same)
+    brute = max(balanced_accuracy(scores, same, c) for c in np.unique(scores))
+    assert abs(accuracy - brute) < 1e-12
+    assert abs(balanced_accuracy(scores, same, cut) - accuracy) < 1e-12
+
+
+def test_a_pair_is_judged_against_each_image_own_neighbourhood() -> None:
+    """Two collections whose raw similarities live on different scales get the same verdicts."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 16))
+    for spread in (0.3, 1.2):  # a tight collection (high cosines everywhere) and a loose one
+        vectors = unit(np.repeat(centres, 2, axis=0) + rng.normal(scale=spread * 0.3, size=(60, 16))
+                       + 3.0 * spread * np.ones(16))
+        judge = VerdictJudge(Cohort.sample(vectors), VerdictRule())
+        sims = vectors @ vectors.T
+        same = [(2 * i, 2 * i + 1) for i in range(30)]
+        other = [(2 * i, 2 * i + 2) for i in range(29)]
+        pairs = same + other
+        verdicts = judge.judge(vectors[[a for a, _ in pairs]], vectors[[b for _, b in pairs]],
+                               np.array([sims[a, b] for a, b in pairs]))
+        labels = np.array([True] * len(same) + [False] * len(other))
+        predicted = np.array([v.similar for v in verdicts])
+        assert 0.5 * (predicted[labels].mean() + (~predicted[~labels]).mean()) > 0.9
+
+
+def test_cohort_statistics_leave_the_image_itself_out() -> None:
+    vectors = unit(np.random.default_rng(1).normal(size=(40, 8)))
+    cohort = Cohort.sample(vectors)
+    centre, spread = cohort.statistics(vectors[:1])
+    others = (vectors[1:] @ vectors[0]).astype(np.float64)
+    assert abs(centre[0] - np.median(others)) < 1e-6
+    assert abs(spread[0] - 1.4826 * np.median(np.abs(others - np.median(others)))) < 1e-6
+    judge = VerdictJudge(cohort, VerdictRule())
+    left, right = judge.scores(vectors[:1], vectors[1:2], vectors[:1] @ vectors[1]), \
+        judge.scores(vectors[1:2], vectors[:1], vectors[1:2] @ vectors[0])
+    assert np.allclose(left, right)  # symmetric
+
+
+def test_rules_round_trip_and_describe_themselves() -> None:
+    default = VerdictRule()
+    assert VerdictRule.from_json(default.to_json()) == default and not default.fitted
+    assert "default cut" in default.to_dict()["description"]
+    fitted = VerdictRule(kind="fitted", cut=1.2, pairs=100, balanced_accuracy=0.9, source="photos", model="abc")
+    assert VerdictRule.from_json(fitted.to_json()) == fitted and fitted.to_dict()["fitted"]
+    assert "fitted on 100 labelled pairs of photos" in fitted.describe()
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def run(*args: object, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def labelled_collection(root: Path, groups: int = 12, per_group: int = 3) -> Path:
+    """Groups of near-identical pictures (one scene, small changes): an instance-level collection."""
+    for group, copy in product(range(groups), range(per_group)):
+        folder = root / f"scene_{group:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        picture = make_picture(group, size=(96 + 4 * copy, 72), kind="stripes" if group % 2 else "blobs")
+        (folder / f"view_{copy}.jpg").write_bytes(encode(picture, quality=70 + 10 * copy))
+    return root
+
+
+def test_calibrate_fits_a_cut_that_search_evaluate_and_restarts_use(tmp_path: Path) -> None:
+    root, datadir = labelled_collection(tmp_path / "photos"), DataDir(tmp_path / "data")
+    run("index", root, "--data-dir", datadir.root, *SMALL)
+    before = json.loads(run("evaluate", root, "--data-dir", datadir.root, "--json", *SMALL))
+    assert before["verdict_rule"]["kind"] == "default"
+    assert 0.0 <= before["verdict_balanced_accuracy"] <= before["verdict_balanced_accuracy_best"] <= 1.0
+
+    report = json.loads(run("calibrate", root, "--data-dir", datadir.root, "--json"))
+    assert report["rule"]["kind"] == "fitted" and report["pairs"] > 0 and report["classes"] == 12
+    after = json.loads(run("evaluate", root, "--data-dir", datadir.root, "--json", *SMALL))
+    assert after["verdict_rule"]["fitted"] and after["verdict_cut"] == report["cut"]
+    assert after["verdict_balanced_accuracy"] >= after["verdict_balanced_accuracy_best"] - 0.05
+
+    hits = json.loads(run("search", root / "scene_00" / "view_0.jpg", "--data-dir", datadir.root, "--json", "-k", "3"))
+    assert hits["verdict_rule"]["kind"] == "fitted" and hits["verdict_rule"]["cut"] == report["cut"]
+
+    # It survives compact and an incremental run, and --reset goes back to the default.
+    run("compact", "--data-dir", datadir.root)
+    (root / "scene_00" / "extra.jpg").write_bytes(encode(make_picture(500)))
+    run("index", root, "--data-dir", datadir.root, "--no-progress")
+    again = json.loads(run("search", "--id", "1", "--data-dir", datadir.root, "--json"))
+    assert again["verdict_rule"]["cut"] == report["cut"]
+    run("calibrate", root, "--data-dir", datadir.root, "--reset")
+    assert json.loads(run("search", "--id", "1", "--data-dir", datadir.root, "--json"))["verdict_rule"]["kind"] == "default"
+
+
+def test_calibrate_explains_what_is_missing(tmp_path: Path) -> None:
+    datadir = DataDir(tmp_path / "data")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no index" in run("calibrate", empty, "--data-dir", datadir.root, code=1)
+    root = labelled_collection(tmp_path / "photos", groups=3)
+    run("index", root, "--data-dir", datadir.root, *SMALL)
+    assert "no indexed, labelled image" in run("calibrate", empty, "--data-dir", datadir.root, code=1)
