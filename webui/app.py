@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from indexer.datadir import resolve_data_dir
 from search.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
@@ -14,12 +15,14 @@ from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
 from webui.pages import register_pages
 from webui.security import CORS_ORIGINS_KEY, install_security
 
+TRUSTED_PROXIES_KEY = "WHYSIM_TRUSTED_PROXIES"
 DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
     "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
     "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
     ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403
     CORS_ORIGINS_KEY: None,  # None: no CORS headers; else the exact origins allowed to call the API
+    TRUSTED_PROXIES_KEY: 0,  # reverse proxies in front whose X-Forwarded-For names the client
 }
 
 
@@ -37,4 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s)
     register_api(app, engine, settings)
     register_pages(app)
+    proxies = int(app.config[TRUSTED_PROXIES_KEY])
+    if proxies:  # the client address (rate limits, logs) then comes from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
     return app

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 from indexer.cli import data_dir_options, datadir_from
 from search.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
-from webui.app import create_app
+from webui.app import TRUSTED_PROXIES_KEY, create_app
 from webui.production import DEFAULT_THREADS, serve_production
 from webui.security import CORS_ORIGINS_KEY
 
@@ -38,9 +38,24 @@ from webui.security import CORS_ORIGINS_KEY
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="An origin (https://host[:port]) whose pages may call the API; repeat for more. "
                    "Default: none (no CORS headers).")
+@click.option("--rate-limits/--no-rate-limits", default=True, show_default=True,
+              help="Per-client limits on uploads, explanations and overlays (429 with Retry-After when "
+                   "exceeded); clients sending the admin token are exempt.")
+@click.option("--upload-limit", default=ApiSettings.upload_rate_limit, show_default=True, metavar="RATE",
+              help="Searches by upload per client, e.g. '20/minute' or '5/second;100/hour'.")
+@click.option("--explain-limit", default=ApiSettings.explain_rate_limit, show_default=True, metavar="RATE",
+              help="Explanations (/api/explain) per client.")
+@click.option("--overlay-limit", default=ApiSettings.overlay_rate_limit, show_default=True, metavar="RATE",
+              help="Overlay images (/api/explain/overlay) per client; the page loads 4 per explanation.")
+@click.option("--model-queue", type=click.IntRange(min=1), default=ApiSettings.model_queue_size, show_default=True,
+              help="Uploads and explanations that may wait for the model at once; more get 503 with Retry-After.")
+@click.option("--trusted-proxies", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Reverse proxies in front of the server: the client address (rate limits, access log) is "
+                   "then read from the X-Forwarded-For they set. 0: the connection's address.")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
                   max_k: int, device: str, production: bool, threads: int, admin_token: str | None,
-                  cors_origins: tuple[str, ...]) -> None:
+                  cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str, explain_limit: str,
+                  overlay_limit: str, model_queue: int, trusted_proxies: int) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     datadir = datadir_from(data_dir, catalog_url)
     try:
@@ -48,6 +63,9 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
             "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
             "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
             ADMIN_TOKEN_KEY: admin_token or None, CORS_ORIGINS_KEY: list(cors_origins) or None,
+            "WHYSIM_RATE_LIMITS": rate_limits, "WHYSIM_UPLOAD_RATE_LIMIT": upload_limit,
+            "WHYSIM_EXPLAIN_RATE_LIMIT": explain_limit, "WHYSIM_OVERLAY_RATE_LIMIT": overlay_limit,
+            "WHYSIM_MODEL_QUEUE_SIZE": model_queue, TRUSTED_PROXIES_KEY: trusted_proxies,
         })
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

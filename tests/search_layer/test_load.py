@@ -17,7 +17,7 @@ def test_concurrent_searches_uploads_and_explanations_have_no_errors(built_index
     indexed = [info.id for info in images.values() if info.status == "indexed"]
     uploads = [encode(make_picture(2000 + seed, PICTURE_SIZE)) for seed in range(80)]  # more than the cache holds
     workload = Workload(indexed, uploads, k=5)
-    with whysim_server(built_index.root, "--production", "--threads", "4") as server:
+    with whysim_server(built_index.root, "--production", "--threads", "4", "--no-rate-limits") as server:
         warm = LoadClient(server.port, workload, random.Random(0))
         for kind in KINDS:  # loads the model before the clock starts
             getattr(warm, kind)()
