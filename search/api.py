@@ -25,6 +25,7 @@ from search.api_errors import error_response, install_app_error_handlers, regist
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
 from search.explanations import KINDS, SIDES, ExplainedPair, Explanations
 from search.fair_use import RateLimits, install_rate_limits
+from search.metrics import watch_service
 from search.openapi import openapi_document
 from search.overlays import png_bytes
 from search.pictures import bytes_digest, image_version
@@ -62,6 +63,7 @@ def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> Api
         models=models.request_models(settings, app.config.get("MAX_CONTENT_LENGTH")),
     )
     app.extensions[EXTENSION_KEY] = services
+    watch_service(app, engine, services.explanations, uploads)
     engine.models.set_queue_size(settings.model_queue_size)
     app.register_blueprint(api)
     install_rate_limits(app, RateLimits.of(settings), {"upload": "api.search", "explain": "api.explain",
