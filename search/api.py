@@ -162,13 +162,12 @@ def search_params(request_models: models.RequestModels) -> SearchParams:
     may also come in the query string, which is checked too, and a body field wins over it."""
     fields, typed = api_params.body_fields(request, '{"image_id": 12, "k": 10}')
     paging = validated(request_models.search_paging, request.args)
-    upload = request.files.get("image") if request.mimetype == "multipart/form-data" else None
-    if upload is not None:
-        others = [name for name in ("image_id", "query") if name in fields]
-        if others:
-            raise BadRequest(f"give only one of image, {', '.join(others)}: upload an 'image' file, or give an "
-                             "indexed 'image_id', or the 'query' digest of an earlier upload")
-        body: Any = validated(request_models.search_upload, {**fields, "image": upload.read()})
+    body: Any
+    if request.mimetype == "multipart/form-data":
+        if "image" in fields:
+            raise BadRequest(api_params.NOT_A_FILE)  # a text field, not a file
+        upload = request.files.get("image")
+        body = validated(request_models.search_upload, {**fields, **({"image": upload.read()} if upload else {})})
     else:
         body = validated(request_models.search_json if typed else request_models.search_form, fields)
 

@@ -87,6 +87,8 @@ def problem(error: ValidationError) -> str:
         return str(cause)
     if first["type"] == "missing":
         return f"missing parameter '{name}'"
+    if first["type"] == "extra_forbidden":
+        return f"unknown field '{name}'"
     return f"{name}: {first['msg']}" if name else str(first["msg"])
 
 

@@ -22,7 +22,7 @@ from search.explanations import KINDS, SIDES, STYLES
 from search.settings import ApiSettings
 
 DIGEST_PATTERN = "^[0-9a-fA-F]{64}$"
-QUERY_REF_PATTERN = "^([0-9a-fA-F]{64}|[0-9]+)$"
+QUERY_REF_PATTERN = "^([0-9a-fA-F]{64}|0*[1-9][0-9]*)$"
 STATUSES = tuple(status.value for status in ImageStatus)
 LIST_STATUSES = (*STATUSES, "all")
 MAX_LIST_OFFSET = 2**31
@@ -74,7 +74,7 @@ VERSION_TEXT = "Content version from the link; when it matches, the response may
 Digest = Annotated[str, Field(pattern=DIGEST_PATTERN, description=DIGEST_TEXT),
                    BeforeValidator(lambda value: api_params.digest(value))]
 QueryRef = Annotated[str, Field(pattern=QUERY_REF_PATTERN, description=QUERY_REF_TEXT),
-                     BeforeValidator(lambda value: str(api_params.query_ref(value)))]
+                     BeforeValidator(lambda value: str(api_params.query_ref(value, strict=True)))]
 
 
 class RequestModel(BaseModel):
@@ -118,21 +118,50 @@ class RefreshJson(RequestModel):
     prune: Boolean(True, PRUNE_TEXT) = False  # type: ignore[valid-type]
 
 
+def _form_boolean_schema(schema: dict[str, Any]) -> None:
+    """A form field is text: these are the spellings accepted."""
+    schema.pop("type", None)
+    schema["enum"] = ["true", "false", "1", "0", ""]
+
+
 class RefreshForm(RequestModel):
-    prune: Boolean(False, PRUNE_TEXT) = False  # type: ignore[valid-type]
+    prune: Annotated[bool, Field(description=PRUNE_TEXT, json_schema_extra=_form_boolean_schema),  # type: ignore[valid-type]
+                     _check(api_params.boolean, typed=False)] = False
 
 
-def _exactly_one_reference(fields: Any) -> Any:
-    if isinstance(fields, dict):
-        if "image" in fields:
-            raise api_params.InvalidParameter(api_params.NOT_A_FILE)
-        given = [name for name in ("image_id", "query") if name in fields]
-        if len(given) != 1:
-            problem = "nothing to search for" if not given else f"give only one of {', '.join(given)}"
-            raise api_params.InvalidParameter(
-                f"{problem}: upload an 'image' file, or give an indexed 'image_id', "
-                "or the 'query' digest of an earlier upload")
+def _refuse_text_image(fields: Any) -> Any:
+    """In JSON or a urlencoded form, 'image' can only be text: a URL or path we never open."""
+    if isinstance(fields, dict) and "image" in fields:
+        raise api_params.InvalidParameter(api_params.NOT_A_FILE)
     return fields
+
+
+def _exactly_one_of(*names: str) -> Callable[[Any], Any]:
+    def check(fields: Any) -> Any:
+        if isinstance(fields, dict):
+            given = [name for name in names if name in fields]
+            if len(given) != 1:
+                problem = "nothing to search for" if not given else f"give only one of {', '.join(given)}"
+                raise api_params.InvalidParameter(
+                    f"{problem}: upload an 'image' file, or give an indexed 'image_id', "
+                    "or the 'query' digest of an earlier upload")
+        return fields
+
+    return check
+
+
+def _upload_only(fields: Any) -> Any:
+    if isinstance(fields, dict):
+        references = [name for name in ("image_id", "query") if name in fields]
+        if "image" not in fields and references:
+            raise api_params.InvalidParameter("multipart/form-data is for uploading an 'image' file; send "
+                                              f"{references[0]} as JSON or as a urlencoded form")
+        _exactly_one_of("image", "image_id", "query")(fields)
+    return fields
+
+
+def _one_of_schema(*names: str) -> dict[str, Any]:
+    return {"oneOf": [{"required": [name]} for name in names]}
 
 
 @dataclass(frozen=True)
@@ -162,22 +191,30 @@ def _request_models(default_k: int, max_k: int, max_offset: int, max_list_limit:
             min_score: Score(typed, "Leave out hits whose cosine similarity is lower.") = None  # type: ignore[valid-type]
         return Paging
 
-    def by_reference(typed: bool, title: str) -> type[RequestModel]:
-        class ByReference(paging(typed)):  # type: ignore[misc, valid-type]
-            model_config = ConfigDict(title=title, json_schema_extra={
-                "oneOf": [{"required": ["image_id"]}, {"required": ["query"]}]})
+    def reference(typed: bool) -> type[RequestModel]:
+        class Reference(paging(typed)):  # type: ignore[misc, valid-type]
             image_id: Integer(1, MAX_IMAGE_ID, typed, IMAGE_ID_TEXT) = None  # type: ignore[valid-type]
             query: Digest = Field(None, json_schema_extra=_no_default)
+        return Reference
 
-            _one = model_validator(mode="before")(_exactly_one_reference)
+    def by_reference(typed: bool, title: str) -> type[RequestModel]:
+        class ByReference(reference(typed)):  # type: ignore[misc, valid-type]
+            model_config = ConfigDict(title=title, json_schema_extra=_one_of_schema("image_id", "query"))
+            # "before" model validators run last-defined first: the text-image check comes first.
+            _one = model_validator(mode="before")(_exactly_one_of("image_id", "query"))
+            _text_image = model_validator(mode="before")(_refuse_text_image)
         return ByReference
 
     limit = f" (at most {max_upload_bytes} bytes and {max_pixels} pixels)" if max_upload_bytes else ""
 
     class SearchUpload(paging(False)):  # type: ignore[misc, valid-type]
+        """An uploaded image file and the paging fields, nothing else (image_id and query go in
+        JSON or a urlencoded form): what is sent is exactly what is documented."""
+        model_config = ConfigDict(extra="forbid")
         image: bytes = Field(json_schema_extra={"format": "binary", "contentMediaType": "image/*"},
                              description=f"The query image file{limit}; anything that is not a decodable "
                                          "image is refused with 400.")
+        _only_an_upload = model_validator(mode="before")(_upload_only)
 
     class SearchPaging(RequestModel):
         """In the query string; a valid body field wins over it."""

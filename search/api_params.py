@@ -24,7 +24,10 @@ class InvalidParameter(ValueError):
 
 
 def integer(value: Any, name: str, low: int, high: int, typed: bool = False) -> int:
-    """`typed`: the value comes from JSON, where numbers must be numbers, not strings."""
+    """`typed`: the value comes from JSON, where numbers must be numbers, not strings; as in JSON
+    Schema, a number with no fractional part (12.0) is an integer."""
+    if typed and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)) or (typed and isinstance(value, str)):
         raise InvalidParameter(f"{name} must be an integer")
     text = str(value).strip()
@@ -65,10 +68,13 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return str(value)
 
 
-def query_ref(value: Any) -> str | int:
-    """An uploaded query's digest (lower case) or an indexed image's id."""
+def query_ref(value: Any, strict: bool = False) -> str | int:
+    """An uploaded query's digest (lower case) or an indexed image's id; `strict`: no surrounding spaces."""
     if not isinstance(value, str):
         raise InvalidParameter("query must be a string")
+    if strict and value != value.strip():
+        raise InvalidParameter("query must be an indexed image id or the SHA-256 digest of an uploaded query, "
+                               "without spaces")
     try:
         return parse_query_ref(value)
     except ValueError as exc:
