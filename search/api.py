@@ -36,7 +36,7 @@ from search.uploads import UploadCache
 
 EXTENSION_KEY = "whysim.search"
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
-NOT_MODIFIED = (("Not modified (conditional request with a matching ETag).", None))
+NOT_MODIFIED = ("Not modified (conditional request with a matching ETag).", None)
 
 api = Blueprint("api", __name__, url_prefix="/api")
 register_blueprint_errors(api)

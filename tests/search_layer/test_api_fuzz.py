@@ -10,6 +10,7 @@ under a minute; WHYSIM_FUZZ_EXAMPLES raises it for a longer hunt.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,9 +29,15 @@ from webui.app import create_app
 
 EXAMPLES = int(os.environ.get("WHYSIM_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-# The document is generated from the app's routes, so any app (even one with no index) lists them.
-_DOCUMENT = create_app({"TESTING": True, "WHYSIM_DATA_DIR": os.devnull + "-no-such-dir"}).test_client() \
-    .get("/api/openapi.json").json
+
+
+def _document() -> dict:
+    """The document is generated from the app's routes, so any app (even one with no index) lists them."""
+    with tempfile.TemporaryDirectory(prefix="whysim-fuzz-") as empty:
+        return create_app({"TESTING": True, "WHYSIM_DATA_DIR": empty}).test_client().get("/api/openapi.json").json
+
+
+_DOCUMENT = _document()
 OPERATIONS = [(path, method, bool(spec.get("parameters") or spec.get("requestBody")))
               for path, methods in _DOCUMENT["paths"].items() for method, spec in methods.items()]
 CASES: Counter[tuple[str, int]] = Counter()  # (mode, status) -> requests
