@@ -33,6 +33,13 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def has_admin_token() -> bool:
+    """Whether this request carries the configured admin token."""
+    configured = current_app.config.get(ADMIN_TOKEN_KEY)
+    given = bearer_token()
+    return bool(configured) and given is not None and hmac.compare_digest(given.encode(), str(configured).encode())
+
+
 def admin_token_required(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -40,8 +47,7 @@ def admin_token_required(view: F) -> F:
         if not configured:
             return error_response(403, "this server is read-only: start it with --admin-token "
                                        "(or WHYSIM_ADMIN_TOKEN) to allow changes")
-        given = bearer_token()
-        if given is None or not hmac.compare_digest(given.encode(), str(configured).encode()):
+        if not has_admin_token():
             response: Response = error_response(401, "missing or wrong admin token: send "
                                                      "'Authorization: Bearer <token>'")
             response.headers["WWW-Authenticate"] = 'Bearer realm="whysim admin"'

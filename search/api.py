@@ -1,8 +1,8 @@
 """The JSON API under /api: search by upload or id, explanations with overlays, images, stats.
 
 The app factory calls `register_api(app, engine, settings)`; views find the services in
-`app.extensions[EXTENSION_KEY]`. Routes are described in search/openapi.py (a test keeps the
-two in step).
+`app.extensions[EXTENSION_KEY]`. Each view declares its request and response models
+(search/api_models.py) with `@documented`; search/openapi.py assembles the document from them.
 """
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Flask, Response, current_app, request, send_file, url_for
+from pydantic import BaseModel
+from werkzeug.exceptions import BadRequest
 
 from indexer.catalog.repository import ImageInfo
 from indexer.catalog.schema import ImageStatus
+from search import api_models as models
 from search import api_params
 from search.admin_api import register_admin
+from search.api_contract import Binary, Operation, documented, validated
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
-from search.explanations import KINDS, SIDES, STYLES, ExplainedPair, Explanations
+from search.explanations import KINDS, SIDES, ExplainedPair, Explanations
+from search.fair_use import RateLimits, install_rate_limits
+from search.metrics import watch_service
 from search.openapi import openapi_document
 from search.overlays import png_bytes
 from search.pictures import bytes_digest, image_version
@@ -30,7 +36,7 @@ from search.uploads import UploadCache
 
 EXTENSION_KEY = "whysim.search"
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
-LIST_STATUSES = (*(status.value for status in ImageStatus), "all")
+NOT_MODIFIED = ("Not modified (conditional request with a matching ETag).", None)
 
 api = Blueprint("api", __name__, url_prefix="/api")
 register_blueprint_errors(api)
@@ -43,6 +49,7 @@ class ApiServices:
     explanations: Explanations
     thumbnails: Thumbnails
     settings: ApiSettings
+    models: models.RequestModels  # the request models with this app's limits
 
 
 def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> ApiServices:
@@ -53,9 +60,14 @@ def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> Api
         explanations=Explanations(engine, uploads, settings.explanation_cache_size, settings.picture_cache_size),
         thumbnails=Thumbnails(engine.datadir.thumbnails_dir, settings.thumbnail_side),
         settings=settings,
+        models=models.request_models(settings, app.config.get("MAX_CONTENT_LENGTH")),
     )
     app.extensions[EXTENSION_KEY] = services
+    watch_service(app, engine, services.explanations, uploads)
+    engine.models.set_queue_size(settings.model_queue_size)
     app.register_blueprint(api)
+    install_rate_limits(app, RateLimits.of(settings), {"upload": "api.search", "explain": "api.explain",
+                                                       "overlay": "api.explain_overlay"})
     register_admin(app, ReindexJob(engine.datadir, lambda: engine.catalog.collection_roots().values(),
                                    settings.device))
     install_app_error_handlers(app)
@@ -66,9 +78,16 @@ def services() -> ApiServices:
     return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
 
 
-def route(rule: str, methods: tuple[str, ...] = ("GET",)) -> Any:
+def route(rule: str, operation: Operation, methods: tuple[str, ...] = ("GET",)) -> Any:
     # No automatic OPTIONS answers: they would be the only non-JSON bodies under /api/.
-    return api.route(rule, methods=list(methods), provide_automatic_options=False)
+    def register(view: Any) -> Any:
+        return api.route(rule, methods=list(methods), provide_automatic_options=False)(documented(operation)(view))
+
+    return register
+
+
+def json_response(body: BaseModel, status: int = 200, exclude_none: bool = False) -> Response:
+    return Response(body.model_dump_json(exclude_none=exclude_none), status=status, mimetype="application/json")
 
 
 @api.after_request
@@ -99,21 +118,25 @@ def image_links(info: ImageInfo) -> dict[str, str]:
             "image_url": url_for("api.image_file", image_id=info.id, v=version)}
 
 
-def image_json(info: ImageInfo) -> dict[str, Any]:
+def image_fields(info: ImageInfo) -> dict[str, Any]:
     return {"id": info.id, "path": info.path, "label": info.label, "status": info.status,
             "width": info.width, "height": info.height, "size_bytes": info.size_bytes, "sha256": info.sha256,
             "duplicate_of": info.duplicate_of_id, "error": info.error, **image_links(info)}
 
 
-def hit_json(hit: Hit, rank: int, query_key: str) -> dict[str, Any]:
-    return {**hit.to_dict(), "rank": rank, **image_links(hit.image),
-            "explain_url": url_for("api.explain", query=query_key, hit=hit.id)}
+def image_model(info: ImageInfo) -> models.Image:
+    return models.Image(**image_fields(info))
 
 
-def upload_json(uploaded: UploadedQuery) -> dict[str, Any]:
-    return {"kind": "upload", "key": uploaded.digest, "digest": uploaded.digest,
-            "width": uploaded.picture.width, "height": uploaded.picture.height,
-            "image_url": url_for("api.query_image", digest=uploaded.digest)}
+def hit_model(hit: Hit, rank: int, query_key: str) -> models.Hit:
+    return models.Hit(**hit.to_dict(), rank=rank, **image_links(hit.image),
+                      explain_url=url_for("api.explain", query=query_key, hit=hit.id))
+
+
+def upload_model(uploaded: UploadedQuery) -> models.UploadQuery:
+    return models.UploadQuery(kind="upload", key=uploaded.digest, digest=uploaded.digest,
+                              width=uploaded.picture.width, height=uploaded.picture.height,
+                              image_url=url_for("api.query_image", digest=uploaded.digest))
 
 
 def send_served(served: ServedFile, version: str | None, mimetype: str | None = None) -> Response:
@@ -122,6 +145,39 @@ def send_served(served: ServedFile, version: str | None, mimetype: str | None = 
 
 
 # -------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    upload: bytes | None
+    image_id: int | None
+    digest: str | None
+    k: int
+    offset: int
+    min_score: float | None
+
+
+def search_params(request_models: models.RequestModels) -> SearchParams:
+    """The body (JSON, form or multipart) checked against its model; k, offset and min_score
+    may also come in the query string, which is checked too, and a body field wins over it."""
+    fields, typed = api_params.body_fields(request, '{"image_id": 12, "k": 10}')
+    paging = validated(request_models.search_paging, request.args)
+    body: Any
+    if request.mimetype == "multipart/form-data":
+        if "image" in fields:
+            raise BadRequest(api_params.NOT_A_FILE)  # a text field, not a file
+        upload = request.files.get("image")
+        body = validated(request_models.search_upload, {**fields, **({"image": upload.read()} if upload else {})})
+    else:
+        body = validated(request_models.search_json if typed else request_models.search_form, fields)
+
+    def option(name: str) -> Any:
+        from_url = getattr(paging, name)
+        return getattr(body, name) if name in fields or from_url is None else from_url
+
+    return SearchParams(upload=getattr(body, "image", None), image_id=getattr(body, "image_id", None),
+                        digest=getattr(body, "query", None), k=option("k"), offset=option("offset"),
+                        min_score=option("min_score"))
 
 
 def _uploaded(data: bytes) -> UploadedQuery:
@@ -134,45 +190,64 @@ def _uploaded(data: bytes) -> UploadedQuery:
     return uploaded
 
 
-def _query(params: api_params.SearchParams) -> tuple[SearchQuery, dict[str, Any]]:
+def _query(params: SearchParams) -> tuple[SearchQuery, models.UploadQuery | models.ImageQuery]:
     """What to search with, and how to describe it to the client."""
     s = services()
     if params.image_id is not None:
         info = s.engine.image(params.image_id)
-        return s.engine.query_for_image(info), {"kind": "image", "key": str(info.id), **image_json(info)}
+        return s.engine.query_for_image(info), models.ImageQuery(kind="image", key=str(info.id), **image_fields(info))
     if params.upload is not None:
         uploaded = _uploaded(params.upload)
     else:
         uploaded = s.uploads.get(params.digest or "", s.engine.model_key)
-    return uploaded.query, upload_json(uploaded)
+    return uploaded.query, upload_model(uploaded)
 
 
-@route("/search", methods=("POST",))
+SEARCH = Operation(
+    "search", "Search by an uploaded image (multipart), or by image_id / query (form or JSON).",
+    {200: ("A page of hits, best first.", models.SearchResponse)}, (400, 404, 413, 415, 429, 503),
+    query=lambda m: m.search_paging,
+    body={"multipart/form-data": lambda m: m.search_upload,
+          "application/x-www-form-urlencoded": lambda m: m.search_form,
+          "application/json": lambda m: m.search_json},
+    body_required=True)
+
+
+@route("/search", SEARCH, methods=("POST",))
 def search() -> Response:
     s = services()
-    params = api_params.search_params(request, s.settings)
+    params = search_params(s.models)
     started = time.perf_counter()
     query, described = _query(params)
     queried = time.perf_counter()
     page = s.engine.search(query, params.k, params.offset, params.min_score)
     searched = time.perf_counter()
     card = s.engine.snapshot().card
-    response = jsonify({
-        "query": described,
-        "hits": [hit_json(hit, params.offset + rank + 1, described["key"]) for rank, hit in enumerate(page.hits)],
-        "k": page.k, "offset": page.offset, "next_offset": page.next_offset, "min_score": params.min_score,
-        "model": card.short_name() if card else None, "verdict_rule": s.engine.verdict_rule().to_dict(),
-    })
+    response = json_response(models.SearchResponse(
+        query=described,
+        hits=[hit_model(hit, params.offset + rank + 1, described.key) for rank, hit in enumerate(page.hits)],
+        k=page.k, offset=page.offset, next_offset=page.next_offset, min_score=params.min_score,
+        model=card.short_name() if card else None,
+        verdict_rule=models.VerdictRule(**s.engine.verdict_rule().to_dict()),
+    ))
     # Shown by browsers' developer tools; lets a benchmark tell the server's work from HTTP's.
     response.headers["Server-Timing"] = (f"query;dur={(queried - started) * 1000:.2f};desc=\"decode+embed or lookup\", "
                                          f"search;dur={(searched - queried) * 1000:.2f}")
     return response
 
 
-@route("/queries/<digest>/image")
+QUERY_IMAGE = Operation(
+    "getQueryImage", "The display copy of an uploaded query (JPEG, longest side at most the display size).",
+    {200: ("JPEG image.", Binary("image/jpeg")), 304: NOT_MODIFIED}, (400, 404, 503), path=models.DigestPath)
+
+
+@route("/queries/<digest>/image", QUERY_IMAGE)
 def query_image(digest: str) -> Response:
     s = services()
-    ref = api_params.query_ref(digest)
+    try:
+        ref = api_params.query_ref(digest)
+    except api_params.InvalidParameter as exc:
+        raise BadRequest(str(exc)) from None
     if isinstance(ref, int):
         return error_response(404, "not an uploaded query's digest")
     uploaded = s.uploads.get(ref, s.engine.model_key)
@@ -186,79 +261,100 @@ def query_image(digest: str) -> Response:
 # --------------------------------------------------------------- explanations
 
 
-def _pair() -> ExplainedPair:
-    query = api_params.query_ref(api_params.required(request.args, "query"))
-    hit = api_params.image_id(api_params.required(request.args, "hit"), "hit")
-    return services().explanations.explain(query, hit)
+def _pair(query: str, hit: int) -> ExplainedPair:
+    return services().explanations.explain(api_params.query_ref(query), hit)
 
 
 def _grid(values: Any) -> list[list[float]]:
     return [[round(float(v), 4) for v in row] for row in values]
 
 
-def _side_json(pair: ExplainedPair, side: str, image_url: str) -> dict[str, Any]:
+def _side_urls(pair: ExplainedPair, side: str, image_url: str) -> dict[str, Any]:
     picture = pair.query.picture if side == "query" else pair.hit.picture
     urls = {f"{kind}_url": url_for("api.explain_overlay", query=pair.query.key, hit=pair.hit_id, side=side,
                                    kind=kind, v=pair.version) for kind in KINDS}
     return {"image_url": image_url, "width": picture.display.width, "height": picture.display.height, **urls}
 
 
-@route("/explain")
+EXPLAIN = Operation(
+    "explain", "Paired Grad-CAM explanation of (query, hit): verdict, overlay links and raw maps.",
+    {200: ("The explanation.", models.ExplainResponse)}, (400, 404, 429, 503), query=models.ExplainQuery)
+
+
+@route("/explain", EXPLAIN)
 def explain() -> Response:
-    pair = _pair()
+    asked = validated(models.ExplainQuery, request.args)
+    pair = _pair(asked.query, asked.hit)
     explanation = pair.explanation
     query_url = (url_for("api.query_image", digest=pair.query.key) if pair.query.uploaded
                  else url_for("api.image_file", image_id=int(pair.query.key), v=pair.query.version))
-    raw = {side: {"shape": list(pair.maps(side).factual.shape),
-                  "factual": _grid(pair.maps(side).factual),
-                  "counterfactual": _grid(pair.maps(side).counterfactual)} for side in SIDES}
-    return jsonify({
-        "similarity": round(explanation.similarity, 6), "verdict": explanation.verdict,
-        "threshold": explanation.threshold, "verdict_score": round(explanation.verdict_score, 4),
-        "verdict_rule": explanation.rule,
-        "query": {"key": pair.query.key, **_side_json(pair, "query", query_url)},
-        "hit": {"id": pair.hit_id, **_side_json(pair, "hit", url_for("api.image_file", image_id=pair.hit_id,
-                                                                     v=pair.hit.version))},
-        "raw": raw,
-    })
+    raw = {side: models.RawMaps(shape=list(pair.maps(side).factual.shape),
+                                factual=_grid(pair.maps(side).factual),
+                                counterfactual=_grid(pair.maps(side).counterfactual)) for side in SIDES}
+    return json_response(models.ExplainResponse(
+        similarity=round(explanation.similarity, 6), verdict=explanation.verdict,
+        threshold=explanation.threshold, verdict_score=round(explanation.verdict_score, 4),
+        verdict_rule=models.VerdictRule(**(explanation.rule or {})),
+        query=models.ExplainedQuery(key=pair.query.key, **_side_urls(pair, "query", query_url)),
+        hit=models.ExplainedHit(id=pair.hit_id, **_side_urls(pair, "hit", url_for(
+            "api.image_file", image_id=pair.hit_id, v=pair.hit.version))),
+        raw=models.RawPair(**raw),
+    ))
 
 
-@route("/explain/overlay")
+OVERLAY = Operation(
+    "explainOverlay", "One explanation map, blended over its image or alone, as PNG.",
+    {200: ("PNG image, the size of the displayed image.", Binary("image/png")), 304: NOT_MODIFIED},
+    (400, 404, 429, 503), query=models.OverlayQuery)
+
+
+@route("/explain/overlay", OVERLAY)
 def explain_overlay() -> Response:
-    side = api_params.choice(request.args, "side", SIDES)
-    kind = api_params.choice(request.args, "kind", KINDS)
-    style = api_params.choice(request.args, "style", STYLES, STYLES[0])
-    pair = _pair()
-    etag = f"{pair.version}-{side}-{kind}-{style}"
+    asked = validated(models.OverlayQuery, request.args)
+    pair = _pair(asked.query, asked.hit)
+    etag = f"{pair.version}-{asked.side}-{asked.kind}-{asked.style}"
     if request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
-        return cached(response, request.args.get("v") == pair.version)
-    response = Response(png_bytes(pair.overlay(side, kind, style)), mimetype="image/png")
+        return cached(response, asked.v == pair.version)
+    response = Response(png_bytes(pair.overlay(asked.side, asked.kind, asked.style)), mimetype="image/png")
     response.set_etag(etag)
-    return cached(response, request.args.get("v") == pair.version)
+    return cached(response, asked.v == pair.version)
 
 
 # --------------------------------------------------------------------- images
 
 
-@route("/images")
+LIST_IMAGES = Operation("listImages", "Catalogued images, by id.", {200: ("A page of images.", models.ImageList)},
+                        (400,), query=lambda m: m.image_list)
+
+
+@route("/images", LIST_IMAGES)
 def list_images() -> Response:
     s = services()
-    status = api_params.choice(request.args, "status", LIST_STATUSES, ImageStatus.INDEXED.value)
-    offset = api_params.integer(request.args.get("offset", 0), "offset", 0, 2**31)
-    limit = api_params.integer(request.args.get("limit", 50), "limit", 1, s.settings.max_list_limit)
-    rows = s.engine.catalog.list_images(None if status == "all" else ImageStatus(status), offset, limit + 1)
-    return jsonify({"images": [image_json(info) for info in rows[:limit]], "offset": offset, "limit": limit,
-                    "next_offset": offset + limit if len(rows) > limit else None})
+    asked: Any = validated(s.models.image_list, request.args)
+    rows = s.engine.catalog.list_images(None if asked.status == "all" else ImageStatus(asked.status),
+                                        asked.offset, asked.limit + 1)
+    return json_response(models.ImageList(
+        images=[image_model(info) for info in rows[:asked.limit]], offset=asked.offset, limit=asked.limit,
+        next_offset=asked.offset + asked.limit if len(rows) > asked.limit else None))
 
 
-@route("/images/<int:image_id>")
+IMAGE_DETAILS = Operation("getImage", "Catalog details of one image.", {200: ("The image.", models.Image)},
+                          (404,), path=models.ImagePath)
+
+
+@route("/images/<int:image_id>", IMAGE_DETAILS)
 def image_details(image_id: int) -> Response:
-    return jsonify(image_json(services().engine.image(image_id)))
+    return json_response(image_model(services().engine.image(image_id)))
 
 
-@route("/images/<int:image_id>/thumbnail")
+THUMBNAIL = Operation("getThumbnail", "A JPEG thumbnail (made on first request).",
+                      {200: ("JPEG thumbnail.", Binary("image/jpeg")), 304: NOT_MODIFIED}, (404,),
+                      path=models.ImagePath, query=models.VersionQuery)
+
+
+@route("/images/<int:image_id>/thumbnail", THUMBNAIL)
 def thumbnail(image_id: int) -> Response:
     s = services()
     info = s.engine.image(image_id)
@@ -267,7 +363,12 @@ def thumbnail(image_id: int) -> Response:
     return send_served(served, wanted if wanted == image_version(info) else None, "image/jpeg")
 
 
-@route("/images/<int:image_id>/file")
+IMAGE_FILE = Operation("getImageFile", "The original file, served only from inside its collection.",
+                       {200: ("The file as stored.", Binary("image/*")), 304: NOT_MODIFIED}, (404,),
+                       path=models.ImagePath, query=models.VersionQuery)
+
+
+@route("/images/<int:image_id>/file", IMAGE_FILE)
 def image_file(image_id: int) -> Response:
     info = services().engine.image(image_id)
     wanted = request.args.get("v")
@@ -277,7 +378,7 @@ def image_file(image_id: int) -> Response:
 # ------------------------------------------------------------ stats and meta
 
 
-@route("/stats")
+@route("/stats", Operation("stats", "Counts, model, index and caches.", {200: ("Statistics.", models.Stats)}))
 def stats() -> Response:
     s = services()
     catalog = s.engine.catalog
@@ -285,34 +386,47 @@ def stats() -> Response:
     snapshot = s.engine.watcher.current()
     card = snapshot.card
     explanations = s.explanations.cache
-    return jsonify({
-        "data_dir": str(s.engine.datadir.root), "images": sum(counts.values()), "status": counts,
-        "vectors": len(snapshot.store) if snapshot.store is not None else 0,
-        "index_type": snapshot.store.kind if snapshot.store is not None else None,
-        "ready": snapshot.ready, "model": card.short_name() if card else None,
-        "model_card": card.to_dict() if card else None,
-        "collections": sorted(catalog.collection_roots().values()),
-        "disk_bytes": s.engine.datadir.disk_bytes(),
-        "caches": {"uploads": len(s.uploads), "explanations": len(explanations),
-                   "explanation_hits": explanations.hits, "explanation_misses": explanations.misses},
-    })
+    return json_response(models.Stats(
+        data_dir=str(s.engine.datadir.root), images=sum(counts.values()), status=counts,
+        vectors=len(snapshot.store) if snapshot.store is not None else 0,
+        index_type=snapshot.store.kind if snapshot.store is not None else None,
+        ready=snapshot.ready, model=card.short_name() if card else None,
+        model_card=card.to_dict() if card else None,
+        collections=sorted(catalog.collection_roots().values()),
+        disk_bytes=s.engine.datadir.disk_bytes(),
+        caches={"uploads": len(s.uploads), "explanations": len(explanations),
+                "explanation_hits": explanations.hits, "explanation_misses": explanations.misses},
+    ))
 
 
-@route("/health")
+HEALTH = Operation("health", "Whether an index is ready to search.",
+                   {200: ("Ready.", models.Health), 503: ("Not ready; `error` says why.", models.Health)})
+
+
+@route("/health", HEALTH)
 def health() -> Response:
     engine = services().engine
     try:
         snapshot = engine.snapshot()
     except IndexNotReady as exc:
-        response = jsonify(status="unavailable", error=str(exc))
-        response.status_code = 503
-        return response
+        return json_response(models.Health(status="unavailable", error=str(exc)), 503, exclude_none=True)
     assert snapshot.store is not None and snapshot.card is not None
-    return jsonify(status="ok", vectors=len(snapshot.store), model=snapshot.card.short_name(),
-                   model_loaded=engine.models.loaded)
+    return json_response(models.Health(status="ok", vectors=len(snapshot.store), model=snapshot.card.short_name(),
+                                       model_loaded=engine.models.loaded), exclude_none=True)
 
 
-@route("/openapi.json")
+@route("/openapi.json", Operation("openapi", "This description (OpenAPI 3.1).",
+                                  {200: ("OpenAPI 3.1 document.", models.OpenApiDocument)}))
 def openapi() -> Response:
     s = services()
-    return jsonify(openapi_document(s.settings, current_app.config.get("MAX_CONTENT_LENGTH")))
+    response = Response(mimetype="application/json")
+    response.set_data(current_app.json.dumps(openapi_document(current_app, s.models, example_values(s.engine))))
+    return response
+
+
+def example_values(engine: SearchEngine) -> dict[str, Any]:
+    """An indexed query and hit, so that a client fuzzing from the document reaches a real pair."""
+    rows = engine.catalog.list_images(ImageStatus.INDEXED, 0, 2)
+    if len(rows) < 2:
+        return {}
+    return {"query": str(rows[0].id), "hit": rows[1].id, "image_id": rows[0].id}

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from indexer.imaging import ImageRejected, ImageTooLarge
 from indexer.model.loading import ModelLoadError
 from search.engine import IndexNotReady, NotSearchable, UnknownImage
+from search.model_host import ModelBusy
 from search.pictures import ImageUnavailable
 from search.uploads import QueryExpired
 
@@ -25,6 +26,7 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (QueryExpired, 404),
     (IndexNotReady, 503),
     (ModelLoadError, 503),
+    (ModelBusy, 503),
 )
 
 
@@ -62,7 +64,14 @@ def http_error(error: HTTPException) -> Response:
 
 
 def _domain_handler(status: int) -> Callable[[Exception], Response]:
-    return lambda error: error_response(status, str(error))
+    def handle(error: Exception) -> Response:
+        response = error_response(status, str(error))
+        retry_after = getattr(error, "retry_after_s", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    return handle
 
 
 def internal_error(error: Exception) -> Response:

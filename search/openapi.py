@@ -1,284 +1,120 @@
-"""OpenAPI 3.0 description of the /api routes, with the limits the running app enforces.
+"""The OpenAPI 3.1 document of /api, assembled from the routes' declarations (search.api_contract)
+and the JSON Schemas pydantic generates from the models in search/api_models.py.
 
-tests/test_openapi.py checks that every Flask route under /api is described here (and the
-reverse) and validates real responses against these schemas.
+Nothing here describes a route or a field by hand: a route appears because it is mounted and
+declared, a field because its model has it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from flask import Flask
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from search.admin_auth import SECURITY_SCHEME
-from search.engine import MAX_IMAGE_ID
-from search.explanations import KINDS, SIDES, STYLES
-from search.settings import ApiSettings
+from search.api_contract import ERROR_TEXT, Binary, Operation, operation_of, resolve
+from search.api_models import Error, RequestModels
 
-STATUSES = ["pending", "indexed", "duplicate", "failed"]
-DIGEST_PATTERN = "^[0-9a-fA-F]{64}$"
-QUERY_REF_PATTERN = "^([0-9a-fA-F]{64}|[0-9]+)$"
-
-ERROR_TEXT = {
-    "400": "Bad request: a malformed parameter or an image that cannot be decoded.",
-    "404": "Unknown image id, image without a vector or file, or an uploaded query no longer held.",
-    "413": "Upload larger than the byte limit, or an image with more pixels than allowed.",
-    "401": "Missing or wrong admin token (send `Authorization: Bearer <token>`).",
-    "403": "The server is read-only: no admin token is configured.",
-    "409": "A re-index is already running (this server's, or another `whysim index` on the data directory).",
-    "415": "Unsupported request body type.",
-    "503": "No searchable index yet (or a rebuild in progress), or the model cannot be loaded.",
-}
+REF_TEMPLATE = "#/components/schemas/{model}"
+API_PREFIX = "/api/"
 
 
-def ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """The model's schema inline, its nested models moved to the components."""
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    components.update(schema.pop("$defs", {}))
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]  # absent is not null: a client may leave it out, not send null
+    return schema
 
 
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "nullable": True}
-
-
-def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def binary_response(description: str, media_type: str) -> dict[str, Any]:
-    return {"description": description, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
-
-
-def errors(*codes: str) -> dict[str, Any]:
-    answers = {code: json_response(ERROR_TEXT[code], ref("Error")) for code in codes}
-    answers["default"] = json_response("Any other error (JSON, with a message).", ref("Error"))
-    return answers
-
-
-def param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
-            "description": description}
-
-
-def operation(summary: str, operation_id: str, responses: dict[str, Any],
-              parameters: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    found = {"summary": summary, "operationId": operation_id, "responses": responses, **extra}
-    if parameters:
-        found["parameters"] = parameters
+def _parameters(model: type[BaseModel], where: str, components: dict[str, Any],
+                examples: Mapping[str, Any]) -> list[dict[str, Any]]:
+    schema = _schema(model, components)
+    required = set(schema.get("required", []))
+    found = []
+    for name, prop in schema["properties"].items():
+        prop = {key: value for key, value in prop.items() if key not in ("title", "description")}
+        parameter = {"name": name, "in": where, "required": where == "path" or name in required,
+                     "schema": prop, "description": schema["properties"][name].get("description", "")}
+        if name in examples:
+            parameter["example"] = examples[name]
+        found.append(parameter)
     return found
 
 
-def _schemas(settings: ApiSettings) -> dict[str, Any]:
-    string, integer = {"type": "string"}, {"type": "integer"}
-    links = {"url": string, "thumbnail_url": string, "image_url": string}
-    image_properties = {
-        "id": integer, "path": string, "label": nullable(string), "status": {"type": "string", "enum": STATUSES},
-        "width": nullable(integer), "height": nullable(integer), "size_bytes": integer, "sha256": nullable(string),
-        "duplicate_of": nullable(integer), "error": nullable(string), **links,
-    }
-    grid = {"type": "array", "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}}
-    side_urls = {"image_url": string, "width": integer, "height": integer,
-                 "factual_url": string, "counterfactual_url": string}
+def _answer(description: str, answer: Any) -> dict[str, Any]:
+    if answer is None:
+        return {"description": description}
+    if isinstance(answer, Binary):
+        return {"description": description,
+                "content": {answer.media_type: {"schema": {"type": "string", "format": "binary"}}}}
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=answer.__name__)}}}}
+
+
+def _operation(operation: Operation, models: RequestModels, components: dict[str, Any],
+               examples: Mapping[str, Any]) -> dict[str, Any]:
+    responses = {str(status): _answer(description, answer)
+                 for status, (description, answer) in operation.responses.items()}
+    responses.update({str(code): _answer(ERROR_TEXT[code], Error) for code in operation.errors})
+    responses["default"] = _answer("Any other error (JSON, with a message).", Error)
+    found: dict[str, Any] = {"summary": operation.summary, "operationId": operation.operation_id,
+                             "responses": responses}
+    parameters = []
+    if operation.path is not None:
+        parameters += _parameters(operation.path, "path", components, examples)
+    if operation.query is not None:
+        parameters += _parameters(resolve(operation.query, models), "query", components, examples)
+    if parameters:
+        found["parameters"] = parameters
+    if operation.body:
+        content = {}
+        for media_type, source in operation.body.items():
+            content[media_type] = {"schema": _schema(resolve(source, models), components)}
+            if media_type == "multipart/form-data":
+                content[media_type]["encoding"] = {"image": {"contentType": "image/*"}}
+        found["requestBody"] = {"required": operation.body_required, "content": content}
+    if operation.secured:
+        found["security"] = [{SECURITY_SCHEME: []}]
+    return found
+
+
+def openapi_path(rule: str) -> str:
+    """/api/images/<int:image_id> -> /api/images/{image_id}"""
+    parts = []
+    for piece in rule.split("/"):
+        if piece.startswith("<") and piece.endswith(">"):
+            piece = "{" + piece[1:-1].split(":")[-1] + "}"
+        parts.append(piece)
+    return "/".join(parts)
+
+
+def openapi_document(app: Flask, models: RequestModels, examples: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`examples`: parameter values that reach real data (e.g. an indexed query and hit)."""
+    declared = [(rule, operation) for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX)
+                for operation in [operation_of(app.view_functions[rule.endpoint])] if operation is not None]
+    answers = {Error, *(answer for _, operation in declared for _, answer in operation.responses.values()
+                        if isinstance(answer, type))}
+    _, definitions = models_json_schema([(model, "serialization") for model in sorted(answers, key=str)],
+                                        ref_template=REF_TEMPLATE)
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    paths: dict[str, dict[str, Any]] = {}
+    for rule, operation in declared:
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = \
+                _operation(operation, models, components, examples or {})
     return {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": string}},
-        "Image": {"type": "object", "required": list(image_properties), "properties": image_properties},
-        "Hit": {"type": "object",
-                "required": ["id", "path", "label", "score", "rank", *links, "explain_url"],
-                "properties": {"id": integer, "path": string, "label": nullable(string),
-                               "score": {"type": "number", "minimum": -1, "maximum": 1,
-                                         "description": "Cosine similarity to the query."},
-                               "rank": {"type": "integer", "minimum": 1}, **links, "explain_url": string,
-                               "verdict": nullable({"type": "string", "enum": ["similar", "dissimilar"]}),
-                               "verdict_score": nullable({"type": "number", "description":
-                                                          "Collection-normalised score the rule's cut applies to."})}},
-        "VerdictRule": {"type": "object", "required": ["kind", "cut", "fitted", "description"],
-                        "description": "How verdicts are made: a cut on the collection-normalised score.",
-                        "properties": {"kind": {"type": "string", "enum": ["default", "fitted", "cosine"]},
-                                       "cut": {"type": "number"}, "fitted": {"type": "boolean"},
-                                       "description": string}},
-        "UploadQuery": {"type": "object", "required": ["kind", "key", "digest", "width", "height", "image_url"],
-                        "properties": {"kind": {"type": "string", "enum": ["upload"]},
-                                       "key": {**string, "description": "Pass as `query` to /api/explain and "
-                                                                        "/api/search (the SHA-256 digest)."},
-                                       "digest": string, "width": integer, "height": integer, "image_url": string}},
-        "ImageQuery": {"allOf": [ref("Image"), {
-            "type": "object", "required": ["kind", "key"],
-            "properties": {"kind": {"type": "string", "enum": ["image"]},
-                           "key": {**string,
-                                   "description": "The image id as text; pass as `query` to /api/explain."}}}]},
-        "SearchResponse": {
-            "type": "object", "required": ["query", "hits", "k", "offset", "next_offset", "min_score", "model"],
-            "properties": {
-                "query": {"oneOf": [ref("UploadQuery"), ref("ImageQuery")]},
-                "hits": {"type": "array", "items": ref("Hit"), "maxItems": settings.max_k},
-                "k": integer, "offset": integer,
-                "next_offset": nullable({**integer, "description": "Offset of the next page; null at the end."}),
-                "min_score": nullable({"type": "number"}), "model": nullable(string),
-                "verdict_rule": ref("VerdictRule")}},
-        "RawMaps": {"type": "object", "required": ["shape", "factual", "counterfactual"],
-                    "properties": {"shape": {"type": "array", "items": integer, "minItems": 2, "maxItems": 2},
-                                   "factual": grid, "counterfactual": grid}},
-        "ExplainResponse": {
-            "type": "object", "required": ["similarity", "verdict", "threshold", "query", "hit", "raw"],
-            "properties": {
-                "similarity": {"type": "number"}, "verdict": {"type": "string", "enum": ["similar", "dissimilar"]},
-                "threshold": {"type": "number", "description": "The cut the verdict applied to verdict_score."},
-                "verdict_score": {"type": "number"}, "verdict_rule": ref("VerdictRule"),
-                "query": {"type": "object", "required": ["key", *side_urls],
-                          "properties": {"key": string, **side_urls}},
-                "hit": {"type": "object", "required": ["id", *side_urls], "properties": {"id": integer, **side_urls}},
-                "raw": {"type": "object", "required": list(SIDES),
-                        "description": "Low-resolution maps in [0, 1] for clients that draw their own overlays.",
-                        "properties": {side: ref("RawMaps") for side in SIDES}}}},
-        "ImageList": {"type": "object", "required": ["images", "offset", "limit", "next_offset"],
-                      "properties": {"images": {"type": "array", "items": ref("Image")}, "offset": integer,
-                                     "limit": integer, "next_offset": nullable(integer)}},
-        "Stats": {"type": "object",
-                  "required": ["data_dir", "images", "status", "vectors", "index_type", "ready", "model",
-                               "model_card", "collections", "disk_bytes", "caches"],
-                  "properties": {"data_dir": string, "images": integer,
-                                 "status": {"type": "object", "additionalProperties": integer},
-                                 "vectors": integer, "index_type": nullable(string), "ready": {"type": "boolean"},
-                                 "model": nullable(string), "model_card": nullable({"type": "object"}),
-                                 "collections": {"type": "array", "items": string}, "disk_bytes": integer,
-                                 "caches": {"type": "object", "additionalProperties": integer}}},
-        "ReindexStatus": {
-            "type": "object", "required": ["state", "prune", "started_at", "finished_at", "collections", "error"],
-            "properties": {"state": {"type": "string", "enum": ["idle", "running", "succeeded", "failed"]},
-                           "prune": {"type": "boolean"}, "started_at": nullable(string),
-                           "finished_at": nullable(string), "error": nullable(string),
-                           "collections": {"type": "array", "items": {
-                               "type": "object", "required": ["root"],
-                               "properties": {"root": string, "report": {"type": "object"}, "error": string}}}}},
-        "Health": {"type": "object", "required": ["status"],
-                   "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                                  "vectors": integer, "model": string, "model_loaded": {"type": "boolean"},
-                                  "error": string}},
-    }
-
-
-def _search_fields(settings: ApiSettings) -> dict[str, dict[str, Any]]:
-    return {
-        "k": {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": settings.default_k,
-              "description": "Number of hits per page."},
-        "offset": {"type": "integer", "minimum": 0, "maximum": settings.max_offset, "default": 0,
-                   "description": "Hits to skip (use `next_offset` of the previous page)."},
-        "min_score": {"type": "number", "minimum": -1, "maximum": 1,
-                      "description": "Leave out hits whose cosine similarity is lower."},
-    }
-
-
-def _search_operations(settings: ApiSettings, max_upload_bytes: int | None) -> dict[str, Any]:
-    fields = _search_fields(settings)
-    image_id = {"type": "integer", "minimum": 1, "maximum": MAX_IMAGE_ID,
-                "description": "Search with the stored vector of this indexed image (left out of the hits)."}
-    digest = {"type": "string", "pattern": DIGEST_PATTERN,
-              "description": "Search again with an earlier upload, by its digest (`query.key`)."}
-    limit = f" (at most {max_upload_bytes} bytes and {settings.upload_max_pixels} pixels)" if max_upload_bytes else ""
-    upload = {"type": "object", "required": ["image"],
-              "properties": {"image": {"type": "string", "format": "binary",
-                                       "description": f"The query image file{limit}."}, **fields}}
-    by_reference = {"type": "object", "properties": {"image_id": image_id, "query": digest, **fields},
-                    "oneOf": [{"required": ["image_id"]}, {"required": ["query"]}]}
-    return {
-        "post": operation(
-            "Search by an uploaded image (multipart), or by image_id / query (form or JSON).", "search",
-            {"200": json_response("A page of hits, best first.", ref("SearchResponse")),
-             **errors("400", "404", "413", "415", "503")},
-            [param(name, "query", schema, f"{schema['description']} Also accepted here; a body field wins.")
-             for name, schema in fields.items()],
-            requestBody={"required": True, "content": {
-                "multipart/form-data": {"schema": upload},
-                "application/x-www-form-urlencoded": {"schema": by_reference},
-                "application/json": {"schema": by_reference}}}),
-    }
-
-
-def _admin_operations() -> dict[str, Any]:
-    secured = {"security": [{SECURITY_SCHEME: []}]}
-    prune = {"type": "object", "properties": {"prune": {
-        "type": "boolean", "default": False, "description": "Also drop the images whose files are gone."}}}
-    return {
-        "post": operation(
-            "Start an incremental re-index of every served collection (needs the admin token).", "startReindex",
-            {"202": json_response("Started; poll GET /api/index/refresh.", ref("ReindexStatus")),
-             **errors("400", "401", "403", "409")}, None,
-            requestBody={"required": False, "content": {"application/json": {"schema": prune},
-                                                        "application/x-www-form-urlencoded": {"schema": prune}}},
-            **secured),
-        "get": operation(
-            "State of the last re-index started by this server (needs the admin token).", "reindexStatus",
-            {"200": json_response("The job's state and per-collection reports.", ref("ReindexStatus")),
-             **errors("401", "403")}, **secured),
-    }
-
-
-def openapi_document(settings: ApiSettings, max_upload_bytes: int | None) -> dict[str, Any]:
-    image_id = param("image_id", "path", {"type": "integer", "minimum": 1}, "Catalog id of the image.")
-    version = param("v", "query", {"type": "string"},
-                    "Content version from the link; when it matches, the response may be cached for good.")
-    query_ref = param("query", "query", {"type": "string", "pattern": QUERY_REF_PATTERN},
-                      "The query: an uploaded query's digest or an indexed image's id (`query.key` of a search).",
-                      required=True)
-    hit = param("hit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_IMAGE_ID},
-                "Id of the hit image.", required=True)
-    not_modified = {"304": {"description": "Not modified (conditional request with a matching ETag)."}}
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "whysim search API", "version": "1.0.0",
+        "openapi": "3.1.0",
+        "info": {"title": "whysim search API", "version": "1.1.0",
                  "description": "Image similarity search with paired Grad-CAM explanations. Every response "
-                                "under /api/ that is not an image is JSON; errors are {\"error\": message}."},
-        "paths": {
-            "/api/search": _search_operations(settings, max_upload_bytes),
-            "/api/queries/{digest}/image": {"get": operation(
-                "The display copy of an uploaded query (JPEG, longest side at most the display size).",
-                "getQueryImage", {"200": binary_response("JPEG image.", "image/jpeg"), **not_modified,
-                                  **errors("400", "404", "503")},
-                [param("digest", "path", {"type": "string", "pattern": DIGEST_PATTERN}, "The upload's digest.")])},
-            "/api/explain": {"get": operation(
-                "Paired Grad-CAM explanation of (query, hit): verdict, overlay links and raw maps.",
-                "explain", {"200": json_response("The explanation.", ref("ExplainResponse")),
-                            **errors("400", "404", "503")}, [query_ref, hit])},
-            "/api/explain/overlay": {"get": operation(
-                "One explanation map, blended over its image or alone, as PNG.", "explainOverlay",
-                {"200": binary_response("PNG image, the size of the displayed image.", "image/png"), **not_modified,
-                 **errors("400", "404", "503")},
-                [query_ref, hit,
-                 param("side", "query", {"type": "string", "enum": list(SIDES)}, "Whose map.", required=True),
-                 param("kind", "query", {"type": "string", "enum": list(KINDS)},
-                       "factual: evidence for the verdict; counterfactual: evidence against it.", required=True),
-                 param("style", "query", {"type": "string", "enum": list(STYLES), "default": STYLES[0]},
-                       "blended: the map over the image; heatmap: the colour map alone (same size), "
-                       "for a client that blends it over the image itself."),
-                 version])},
-            "/api/images": {"get": operation(
-                "Catalogued images, by id.", "listImages",
-                {"200": json_response("A page of images.", ref("ImageList")), **errors("400")},
-                [param("status", "query", {"type": "string", "enum": [*STATUSES, "all"], "default": "indexed"},
-                       "Only images with this status."),
-                 param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0},
-                       "Images to skip."),
-                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": settings.max_list_limit,
-                                          "default": 50}, "Page size.")])},
-            "/api/images/{image_id}": {"get": operation(
-                "Catalog details of one image.", "getImage",
-                {"200": json_response("The image.", ref("Image")), **errors("404")}, [image_id])},
-            "/api/images/{image_id}/thumbnail": {"get": operation(
-                "A JPEG thumbnail (made on first request).", "getThumbnail",
-                {"200": binary_response("JPEG thumbnail.", "image/jpeg"), **not_modified, **errors("404")},
-                [image_id, version])},
-            "/api/images/{image_id}/file": {"get": operation(
-                "The original file, served only from inside its collection.", "getImageFile",
-                {"200": binary_response("The file as stored.", "image/*"), **not_modified, **errors("404")},
-                [image_id, version])},
-            "/api/stats": {"get": operation(
-                "Counts, model, index and caches.", "stats",
-                {"200": json_response("Statistics.", ref("Stats")), **errors()})},
-            "/api/health": {"get": operation(
-                "Whether an index is ready to search.", "health",
-                {"200": json_response("Ready.", ref("Health")),
-                 "503": json_response("Not ready; `error` says why.", ref("Health")), **errors()})},
-            "/api/index/refresh": _admin_operations(),
-            "/api/openapi.json": {"get": operation(
-                "This description.", "openapi",
-                {"200": json_response("OpenAPI 3.0 document.", {"type": "object"}), **errors()})},
-        },
-        "components": {"schemas": _schemas(settings),
+                                "under /api/ that is not an image is JSON; errors are {\"error\": message}. "
+                                "Expensive routes are rate-limited per client (429 with Retry-After)."},
+        "paths": paths,
+        "components": {"schemas": components,
                        "securitySchemes": {SECURITY_SCHEME: {
                            "type": "http", "scheme": "bearer",
                            "description": "The server's admin token (whysim serve --admin-token); without "

@@ -25,6 +25,11 @@ class ApiSettings:
     thumbnail_side: int = 256
     index_check_interval_s: float = 0.0  # how often to stat the index file for changes
     device: str = "cpu"
+    model_queue_size: int = 8  # model calls waiting or running; more are refused with 503
+    rate_limits: bool = True  # per-client limits on uploads, explanations and overlays
+    upload_rate_limit: str = "20/minute"
+    explain_rate_limit: str = "30/minute"
+    overlay_rate_limit: str = "240/minute"
 
     @staticmethod
     def config_key(name: str) -> str:

@@ -5,21 +5,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from indexer.datadir import resolve_data_dir
+from search.access_log import install_request_log
 from search.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
 from search.api import register_api
 from search.engine import SearchEngine
+from search.metrics import register_metrics_route
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
 from webui.pages import register_pages
 from webui.security import CORS_ORIGINS_KEY, install_security
 
+TRUSTED_PROXIES_KEY = "WHYSIM_TRUSTED_PROXIES"
+METRICS_ROUTE_KEY = "WHYSIM_METRICS_ROUTE"
 DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
     "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
     "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
     ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403
     CORS_ORIGINS_KEY: None,  # None: no CORS headers; else the exact origins allowed to call the API
+    TRUSTED_PROXIES_KEY: 0,  # reverse proxies in front whose X-Forwarded-For names the client
+    METRICS_ROUTE_KEY: True,  # /metrics on this app, behind the admin token (False: served on its own port)
 }
 
 
@@ -31,10 +38,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config)
     settings = ApiSettings.from_config(app.config)
     check_admin_token(app.config[ADMIN_TOKEN_KEY])
+    install_request_log(app)
     install_security(app)
     datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s)
     register_api(app, engine, settings)
     register_pages(app)
+    if app.config[METRICS_ROUTE_KEY]:
+        register_metrics_route(app)
+    proxies = int(app.config[TRUSTED_PROXIES_KEY])
+    if proxies:  # the client address (rate limits, logs) then comes from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
     return app

@@ -4,15 +4,21 @@ Either way the page's URL is printed once the server listens (port 0 picks a fre
 """
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import click
+from flask import Flask
+from prometheus_client import start_http_server
 from werkzeug.serving import make_server
 
 from indexer.cli import data_dir_options, datadir_from
+from search.access_log import LOGGER_NAME
 from search.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
+from search.metrics import metrics_of
 from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
-from webui.app import create_app
+from webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
 from webui.production import DEFAULT_THREADS, serve_production
 from webui.security import CORS_ORIGINS_KEY
 
@@ -38,19 +44,48 @@ from webui.security import CORS_ORIGINS_KEY
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="An origin (https://host[:port]) whose pages may call the API; repeat for more. "
                    "Default: none (no CORS headers).")
+@click.option("--rate-limits/--no-rate-limits", default=True, show_default=True,
+              help="Per-client limits on uploads, explanations and overlays (429 with Retry-After when "
+                   "exceeded); clients sending the admin token are exempt.")
+@click.option("--upload-limit", default=ApiSettings.upload_rate_limit, show_default=True, metavar="RATE",
+              help="Searches by upload per client, e.g. '20/minute' or '5/second;100/hour'.")
+@click.option("--explain-limit", default=ApiSettings.explain_rate_limit, show_default=True, metavar="RATE",
+              help="Explanations (/api/explain) per client.")
+@click.option("--overlay-limit", default=ApiSettings.overlay_rate_limit, show_default=True, metavar="RATE",
+              help="Overlay images (/api/explain/overlay) per client; the page loads 4 per explanation.")
+@click.option("--model-queue", type=click.IntRange(min=1), default=ApiSettings.model_queue_size, show_default=True,
+              help="Uploads and explanations that may wait for the model at once; more get 503 with Retry-After.")
+@click.option("--trusted-proxies", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Reverse proxies in front of the server: the client address (rate limits, access log) is "
+                   "then read from the X-Forwarded-For they set. 0: the connection's address.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics on this port (of --metrics-host) instead of on the public port, "
+                   "where it needs the admin token. Default: public port, admin token.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Interface of --metrics-port.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One logfmt line per request on standard error (logger whysim.access).")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
                   max_k: int, device: str, production: bool, threads: int, admin_token: str | None,
-                  cors_origins: tuple[str, ...]) -> None:
+                  cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str, explain_limit: str,
+                  overlay_limit: str, model_queue: int, trusted_proxies: int, metrics_port: int | None,
+                  metrics_host: str, access_log: bool) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
+    configure_access_log(access_log)
     datadir = datadir_from(data_dir, catalog_url)
     try:
         app = create_app({
             "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
             "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
             ADMIN_TOKEN_KEY: admin_token or None, CORS_ORIGINS_KEY: list(cors_origins) or None,
+            "WHYSIM_RATE_LIMITS": rate_limits, "WHYSIM_UPLOAD_RATE_LIMIT": upload_limit,
+            "WHYSIM_EXPLAIN_RATE_LIMIT": explain_limit, "WHYSIM_OVERLAY_RATE_LIMIT": overlay_limit,
+            "WHYSIM_MODEL_QUEUE_SIZE": model_queue, TRUSTED_PROXIES_KEY: trusted_proxies,
+            METRICS_ROUTE_KEY: metrics_port is None,
         })
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if metrics_port is not None:
+        serve_metrics(app, metrics_host, metrics_port)
     access = "admin endpoints enabled" if admin_token else "read-only"
     if production:
         serve_production(app, host, port, threads,
@@ -67,6 +102,29 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
         click.echo("stopped")
     finally:
         server.server_close()
+
+
+def configure_access_log(enabled: bool) -> None:
+    """Our access lines on stderr, bare; werkzeug's own request lines would only repeat them."""
+    access = logging.getLogger(LOGGER_NAME)
+    access.propagate = False
+    if not enabled:
+        access.disabled = True
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def serve_metrics(app: Flask, host: str, port: int) -> None:
+    """Prometheus's own small HTTP server for /metrics, in a daemon thread."""
+    try:
+        server, _ = start_http_server(port, addr=host, registry=metrics_of(app).registry)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+    click.echo(f"metrics at {page_url(host, server.server_port)}metrics")
 
 
 def page_url(host: str, port: int) -> str:

@@ -18,6 +18,8 @@ from flask import Flask
 from waitress import create_server
 from waitress.server import BaseWSGIServer
 
+from webui.app import TRUSTED_PROXIES_KEY
+
 DEFAULT_THREADS = 8
 # waitress refuses bodies over this with its own plain-text 413 before the app sees them;
 # bodies between the app's MAX_CONTENT_LENGTH and this get the app's JSON 413.
@@ -31,10 +33,14 @@ def body_limit(app: Flask) -> int:
 
 
 def production_server(app: Flask, host: str, port: int, threads: int = DEFAULT_THREADS) -> BaseWSGIServer:
-    """A bound (not yet running) waitress server; port 0 picks a free port (see `.effective_port`)."""
+    """A bound (not yet running) waitress server; port 0 picks a free port (see `.effective_port`).
+
+    waitress drops X-Forwarded-* headers itself, unless the app trusts proxies in front of it
+    (--trusted-proxies): then the app's ProxyFix reads them, as under the development server."""
+    trusts_proxies = bool(app.config.get(TRUSTED_PROXIES_KEY))
     server = create_server(app, host=host, port=port, threads=threads, ident="whysim",
                            max_request_body_size=body_limit(app), channel_timeout=60,
-                           expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+                           expose_tracebacks=False, clear_untrusted_proxy_headers=not trusts_proxies)
     assert isinstance(server, BaseWSGIServer)  # one listening socket, not a multi-socket server
     return server
 

@@ -1,27 +1,44 @@
-"""Load on loopback: N concurrent clients for T seconds against `whysim serve --production`,
-mixing search by id, search by upload (every upload distinct) and explanations of random pairs.
+"""Load on loopback with Locust (headless): mixed load, and fairness under a flooding client.
 
-Indexes --images real photos once (cached in --work-dir) with the real `whysim index`, then
-runs the same load, with the same seed, against the production server (waitress) and, as the
-baseline measured in the same run, against the development server (Flask's threaded server).
-Prints throughput, p50/p95 per kind and the error count for each, and the ratios.
+Indexes the photos of --dataset once (default: the bundled samples/flowers; cached in
+--work-dir) with the real `whysim index`, then against `whysim serve --production`:
 
-    .venv/bin/python tests/benchmarks/bench_load.py [--clients 8] [--seconds 60] [--dataset DIR]
+  mixed     --clients users (8) for --seconds (60): search by id, search by upload (each upload
+            a distinct file) and explanations of random pairs, one third each, back to back.
+            Rate limits off (--no-rate-limits): these users are load generators, not people.
+  fairness  with the default rate limits and --trusted-proxies 1 (every Locust user has its own
+            X-Forwarded-For address): --searchers users (4) searching by id for --seconds alone
+            (baseline), then the same with one more user flooding /api/explain, same server.
+            The flooder must get 429s, the searchers no error and a p95 within 2x of the baseline.
+
+Locust's CSV stats go to --out (bench-results/load-*). Prints one table per run and the checks;
+exits with status 1 when a check fails.
+
+    .venv/bin/python tests/benchmarks/bench_load.py [--clients 8] [--seconds 60] [--only mixed|fairness]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
-from bench_search_latency import DEFAULT_PHOTOS, log, photo_files
-from http_load import KINDS, LoadResult, Workload, run_load, whysim_server
+from bench_search_latency import log
+from bench_support import REPO_ROOT
+from http_load import multipart_image, whysim_server
+from locust_run import LocustRun, run_locust, write_workload
+
+SAMPLES = REPO_ROOT / "samples" / "flowers"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def photo_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def build_index(work: Path, photos: list[Path], input_size: int) -> Path:
@@ -38,7 +55,7 @@ def build_index(work: Path, photos: list[Path], input_size: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(photo, target)
     subprocess.run([sys.executable, "-c", "from webui.cli import main; main()", "index", str(work / "photos"),
-                    "--data-dir", str(data_dir), "--input-size", str(input_size)], check=True)
+                    "--data-dir", str(data_dir), "--input-size", str(input_size), "--no-progress"], check=True)
     marker.write_text(json.dumps(wanted))
     return data_dir
 
@@ -48,47 +65,89 @@ def indexed_ids(data_dir: Path) -> list[int]:
         return [image_id for (image_id,) in connection.execute("SELECT id FROM images WHERE status = 'indexed'")]
 
 
-def measure(data_dir: Path, workload: Workload, args: argparse.Namespace, *serve_options: str) -> LoadResult:
-    with whysim_server(data_dir, *serve_options) as server:
-        run_load(server.port, workload, clients=2, seconds=args.warmup, seed=99)  # loads the model, warms caches
-        return run_load(server.port, workload, args.clients, args.seconds, seed=args.seed)
+def warm_up(base_url: str, ids: list[int], photo: Path) -> None:
+    """Loads the model (first upload and explanation) before any clock starts."""
+    body, content_type = multipart_image(photo.read_bytes(), 5)
+    urllib.request.urlopen(urllib.request.Request(f"{base_url}/api/search", data=body,
+                                                  headers={"Content-Type": content_type}), timeout=300).read()
+    urllib.request.urlopen(f"{base_url}/api/explain?query={ids[0]}&hit={ids[1]}", timeout=300).read()
+
+
+def mixed(data_dir: Path, workload: Path, args: argparse.Namespace, ids: list[int], photo: Path) -> bool:
+    with whysim_server(data_dir, "--production", "--threads", str(args.threads), "--no-rate-limits",
+                       "--no-access-log") as server:
+        warm_up(server.base_url, ids, photo)
+        run = run_locust(server.base_url, workload, args.out / "load-mixed", args.clients, args.seconds,
+                         ("MixedUser",), args.max_requests)
+    total = run.stats["Aggregated"]
+    print(f"\nmixed: {args.clients} Locust users x {args.seconds:g} s against whysim serve --production "
+          f"(waitress, {args.threads} threads), rate limits off\n{run.table()}")
+    print(f"  {total.requests} requests, {total.rps:.1f} per second, {total.failures} failures")
+    report_failures(run)
+    return total.failures == 0
+
+
+def fairness(data_dir: Path, workload: Path, args: argparse.Namespace, ids: list[int], photo: Path) -> bool:
+    with whysim_server(data_dir, "--production", "--threads", str(args.threads), "--trusted-proxies", "1",
+                       "--no-access-log") as server:
+        warm_up(server.base_url, ids, photo)
+        alone = run_locust(server.base_url, workload, args.out / "load-fair-baseline", args.searchers,
+                           args.seconds, ("Searcher",), args.max_requests)
+        flooded = run_locust(server.base_url, workload, args.out / "load-fair-flooded", args.searchers + 1,
+                             args.seconds, ("Searcher", "Flooder"), args.max_requests)
+    print(f"\nfairness baseline: {args.searchers} searchers by id, {args.seconds:g} s, default rate limits\n"
+          f"{alone.table()}")
+    print(f"\nfairness: the same {args.searchers} searchers + 1 client flooding /api/explain\n{flooded.table()}")
+    before, after = alone.stats["search by id"], flooded.stats["search by id"]
+    flood = flooded.stats["flood explain"]
+    refused = flooded.failures.get(("flood explain", "HTTP 429"), 0)
+    ratio = after.p95_ms / before.p95_ms
+    checks = {
+        f"flooder got 429s: {refused} of its {flood.requests} requests ({flood.requests - flood.failures} answered)":
+            refused > 0,
+        f"searchers' errors with the flooder: {after.failures} of {after.requests}": after.failures == 0,
+        f"searchers' p95 {after.p95_ms:.0f} ms with the flooder vs {before.p95_ms:.0f} ms alone: {ratio:.2f}x (<= 2)":
+            ratio <= 2.0,
+    }
+    for text, passed in checks.items():
+        print(f"  [{'ok' if passed else 'FAILED'}] {text}")
+    report_failures(flooded, ignore=("flood explain", "HTTP 429"))
+    return all(checks.values()) and alone.stats["Aggregated"].failures == 0
+
+
+def report_failures(run: LocustRun, ignore: tuple[str, str] | None = None) -> None:
+    for (name, message), count in run.failures.most_common(5):
+        if (name, message) != ignore:
+            print(f"  failure x{count}: {name}: {message}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_PHOTOS)
-    parser.add_argument("--images", type=int, default=600, help="photos indexed")
-    parser.add_argument("--uploads", type=int, default=200, help="distinct photos uploaded as queries")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--dataset", type=Path, default=SAMPLES, help="photos to index (class folders)")
+    parser.add_argument("--images", type=int, default=600, help="at most this many photos are indexed")
+    parser.add_argument("--clients", type=int, default=8, help="Locust users of the mixed run")
+    parser.add_argument("--searchers", type=int, default=4, help="users searching by id in the fairness run")
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--max-requests", type=int, default=200_000, help="each Locust run stops after these")
     parser.add_argument("--threads", type=int, default=8, help="request threads of the production server")
     parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the development-server run")
+    parser.add_argument("--only", choices=("mixed", "fairness"))
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "whysim-bench-load")
     args = parser.parse_args()
 
-    photos = photo_files(args.dataset)
-    random.Random(0).shuffle(photos)
-    indexed, queries = photos[:args.images], photos[args.images:args.images + args.uploads] or photos
-    data_dir = build_index(args.work_dir, indexed, args.input_size)
-    workload = Workload(indexed_ids(data_dir), [p.read_bytes() for p in queries])
-    log(f"{len(workload.image_ids)} indexed images, {len(workload.uploads)} distinct uploads; "
-        f"{args.clients} clients for {args.seconds:.0f} s")
-
-    production = measure(data_dir, workload, args, "--production", "--threads", str(args.threads))
-    print(f"\nwhysim serve --production (waitress, {args.threads} threads)\n{production.table()}")
-    if args.no_baseline:
-        return
-    development = measure(data_dir, workload, args)
-    print(f"\nbaseline: whysim serve (Flask development server, threaded)\n{development.table()}")
-    print("\nproduction / development:")
-    print(f"  throughput {production.throughput / development.throughput:.2f}x")
-    for kind in KINDS:
-        ours, theirs = production.by_kind[kind], development.by_kind[kind]
-        print(f"  {kind:<14} p50 {ours.percentile(50) / theirs.percentile(50):.2f}x   "
-              f"p95 {ours.percentile(95) / theirs.percentile(95):.2f}x")
+    photos = photo_files(args.dataset)[:args.images]
+    data_dir = build_index(args.work_dir, photos, args.input_size)
+    ids = indexed_ids(data_dir)
+    workload = write_workload(args.work_dir / "workload.json", ids, photos)
+    log(f"{len(ids)} indexed images from {args.dataset}; uploads are random crops of them")
+    passed = True
+    if args.only in (None, "mixed"):
+        passed &= mixed(data_dir, workload, args, ids, photos[0])
+    if args.only in (None, "fairness"):
+        passed &= fairness(data_dir, workload, args, ids, photos[0])
+    print(f"\nLocust CSV stats: {args.out}/load-*_stats.csv")
+    sys.exit(0 if passed else 1)
 
 
 if __name__ == "__main__":

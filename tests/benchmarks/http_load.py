@@ -1,7 +1,5 @@
-"""Runs `whysim serve` in a child process and drives it with concurrent keep-alive HTTP clients.
-
-Shared by tests/benchmarks/bench_load.py (the figures) and the test suite (a short run that
-asserts correctness under concurrency, never a timing).
+"""Runs `whysim serve` in a child process, and a small keep-alive HTTP client for tests that
+talk to it from threads. The load itself comes from Locust (locust_run.py, locustfile.py).
 """
 from __future__ import annotations
 
@@ -9,19 +7,15 @@ import http.client
 import json
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-KINDS = ("search_id", "search_upload", "explain")
 
 
 def free_port() -> int:
@@ -98,51 +92,10 @@ class Workload:
     image_ids: Sequence[int]  # indexed images: searched by id and explained in pairs
     uploads: Sequence[bytes]  # distinct query files (more than the server's upload cache holds)
     k: int = 10
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # search_id, search_upload, explain
-
-
-@dataclass
-class KindStats:
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def percentile(self, q: int) -> float:
-        if len(self.latencies_ms) < 2:
-            return self.latencies_ms[0] if self.latencies_ms else float("nan")
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
-
-
-@dataclass
-class LoadResult:
-    clients: int
-    seconds: float
-    by_kind: dict[str, KindStats]
-
-    @property
-    def requests(self) -> int:
-        return sum(len(stats.latencies_ms) + len(stats.errors) for stats in self.by_kind.values())
-
-    @property
-    def errors(self) -> list[str]:
-        return [error for stats in self.by_kind.values() for error in stats.errors]
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def table(self) -> str:
-        lines = [f"{self.clients} clients, {self.seconds:.1f} s: {self.requests} requests, "
-                 f"{self.throughput:.2f} req/s, {len(self.errors)} errors",
-                 f"{'kind':<15}{'n':>7}{'errors':>8}{'req/s':>8}{'p50 ms':>10}{'p95 ms':>10}"]
-        for kind, stats in self.by_kind.items():
-            done = len(stats.latencies_ms)
-            lines.append(f"{kind:<15}{done:>7}{len(stats.errors):>8}{done / self.seconds:>8.2f}"
-                         f"{stats.percentile(50):>10.1f}{stats.percentile(95):>10.1f}")
-        return "\n".join(lines)
 
 
 class LoadClient:
-    """One keep-alive connection issuing the workload's requests; every non-200 is an error."""
+    """One keep-alive connection; every non-200 answer raises."""
 
     def __init__(self, port: int, workload: Workload, rng: random.Random) -> None:
         self.port = port
@@ -162,53 +115,3 @@ class LoadClient:
         if response.status != 200:
             raise RuntimeError(f"{method} {path.split('?')[0]}: HTTP {response.status} {payload[:200]!r}")
         return json.loads(payload)
-
-    def search_id(self) -> None:
-        image_id = self.rng.choice(self.workload.image_ids)
-        body = json.dumps({"image_id": image_id, "k": self.workload.k}).encode()
-        answer = self.request("POST", "/api/search", body, "application/json")
-        if image_id in [hit["id"] for hit in answer["hits"]]:
-            raise RuntimeError(f"search by id {image_id} returned the query itself")
-
-    def search_upload(self) -> None:
-        body, content_type = multipart_image(self.rng.choice(self.workload.uploads), self.workload.k)
-        answer = self.request("POST", "/api/search", body, content_type)
-        if answer["query"]["kind"] != "upload" or not answer["hits"]:
-            raise RuntimeError(f"unexpected upload answer {str(answer)[:200]}")
-
-    def explain(self) -> None:
-        query, hit = self.rng.sample(list(self.workload.image_ids), 2)
-        answer = self.request("GET", f"/api/explain?query={query}&hit={hit}")
-        if answer["verdict"] not in ("similar", "dissimilar") or answer["hit"]["id"] != hit:
-            raise RuntimeError(f"unexpected explanation {str(answer)[:200]}")
-
-
-def run_load(port: int, workload: Workload, clients: int, seconds: float, seed: int = 0) -> LoadResult:
-    """`clients` threads, each on its own connection, issue a random mix until `seconds` have passed."""
-    by_kind = {kind: KindStats() for kind in KINDS}
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client_loop(index: int) -> None:
-        rng = random.Random(seed * 1000 + index)
-        client = LoadClient(port, workload, rng)
-        while time.monotonic() < deadline:
-            kind = rng.choices(KINDS, workload.weights)[0]
-            started = time.perf_counter()
-            try:
-                getattr(client, kind)()
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                with lock:
-                    by_kind[kind].errors.append(f"{type(exc).__name__}: {exc}")
-                continue
-            with lock:
-                by_kind[kind].latencies_ms.append((time.perf_counter() - started) * 1000)
-        client.connection.close()
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=client_loop, args=(index,), daemon=True) for index in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return LoadResult(clients, time.monotonic() - started, by_kind)

@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--whitening", nargs="*", default=[f"{DEFAULT_POWER}:{DEFAULT_SHRINKAGE}"],
                         help="power:shrinkage settings to compare with raw vectors (default: whysim's)")
+    parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=list(POOLINGS))
     parser.add_argument("--no-speed", action="store_true", help="skip the model-only speed measurement")
     args = parser.parse_args()
     retain_freed_memory()  # as the indexer does: no per-layer page faults
@@ -164,7 +165,7 @@ def main() -> None:
     speeds = {} if args.no_speed else {c.name: round(model_rate(c, args.batch_size), 1) for c in candidates}
     rows = []
     for candidate in candidates:
-        for pooling in POOLINGS:
+        for pooling in args.poolings:
             for setting in settings:
                 per_set = {}
                 judged = []

@@ -59,7 +59,10 @@ def engine(built_index: DataDir) -> Iterator[SearchEngine]:
 @pytest.fixture(scope="session")
 def make_app() -> Callable[..., Flask]:
     def build(datadir: DataDir, **config: object) -> Flask:
-        return create_app({"TESTING": True, "WHYSIM_DATA_DIR": str(datadir.root), **config})
+        # These tests call the API hundreds of times from one address: per-client rate limits off,
+        # unless a test turns them on (test_fair_use.py does).
+        return create_app({"TESTING": True, "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_RATE_LIMITS": False,
+                           **config})
 
     return build
 

@@ -133,3 +133,11 @@ def test_paging_options_may_come_in_the_query_string(client, images) -> None:
     assert limited.json["hits"] == everything[:2]
     bad = client.post("/api/search?k=0", json={"image_id": query.id})
     assert bad.status_code == 400 and "k must be between 1" in bad.json["error"]
+
+
+def test_query_string_options_are_checked_even_when_the_body_has_them(client, images) -> None:
+    query = images["blobs/blobs_004.jpg"].id
+    bad = client.post("/api/search?k=null", json={"image_id": query, "k": 2})
+    assert bad.status_code == 400 and "k must be an integer" in bad.json["error"]
+    bad = client.post("/api/search?min_score=x", data={"image_id": str(query), "min_score": "0.1"})
+    assert bad.status_code == 400 and "min_score must be a number" in bad.json["error"]

@@ -47,7 +47,7 @@ def test_decompression_bomb_is_413_before_decoding(client) -> None:
 @pytest.mark.parametrize("fields, message", [
     ({"k": 10**100}, "k must be between 1 and 100"),
     ({"k": -(10**30)}, "k must be between 1 and 100"),
-    ({"k": 1e9}, "k must be an integer"),
+    ({"k": 1e9}, "k must be between 1 and 100"),  # an integer for JSON Schema: 1000000000.0
     ({"k": "1e9"}, "k must be an integer"),
     ({"offset": 10**40}, "offset must be between 0 and 10000"),
     ({"offset": float("inf")}, "offset must be an integer"),

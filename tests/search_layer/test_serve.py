@@ -56,3 +56,22 @@ def test_production_server_is_waitress_with_json_errors_and_security_headers(bui
         status, answer = server.get_json("/api/index/refresh")
         assert status == 403 and "read-only" in answer["error"]
         assert "(waitress, 2 threads, read-only; Ctrl-C to stop)" in server.log()
+
+
+def explain_status(port: int, query: int, hit: int, forwarded_for: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("GET", f"/api/explain?query={query}&hit={hit}", headers={"X-Forwarded-For": forwarded_for})
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def test_production_server_tells_clients_apart_only_behind_trusted_proxies(built_index, images) -> None:
+    query, hit = images["blobs/blobs_001.jpg"].id, images["blobs/blobs_002.jpg"].id
+    limited = ("--production", "--threads", "2", "--explain-limit", "1/minute")
+    with whysim_server(built_index.root, *limited, "--trusted-proxies", "1") as server:
+        assert [explain_status(server.port, query, hit, client) for client in ("198.51.100.1", "198.51.100.1",
+                                                                               "198.51.100.2")] == [200, 429, 200]
+    with whysim_server(built_index.root, *limited) as server:  # the header is ignored: one client
+        assert [explain_status(server.port, query, hit, client) for client in ("198.51.100.1",
+                                                                               "198.51.100.2")] == [200, 429]

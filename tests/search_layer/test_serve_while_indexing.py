@@ -76,7 +76,8 @@ def test_serving_while_indexing_adds_and_prunes(tmp_path: Path) -> None:
             except Exception as exc:  # noqa: BLE001 - the main thread reports every failure
                 failures.append(f"{type(exc).__name__}: {exc}")
 
-    with whysim_server(datadir.root, "--production", "--threads", "4") as server:
+    # One address uploads again and again: rate limits off (this test is about index swaps).
+    with whysim_server(datadir.root, "--production", "--threads", "4", "--no-rate-limits") as server:
         threads = [threading.Thread(target=keep_searching, args=(server.port, seed)) for seed in range(3)]
         for thread in threads:
             thread.start()

@@ -104,11 +104,11 @@ def wait_until_serving(process: subprocess.Popen, log: Path) -> str:
 
 
 @contextmanager
-def serving(datadir: DataDir, log: Path) -> Iterator[LiveServer]:
-    """`whysim serve --port 0` on loopback; its output goes to `log` (a pipe nobody read would fill up)."""
+def serving(datadir: DataDir, log: Path, *options: str) -> Iterator[LiveServer]:
+    """`whysim serve --port 0 OPTIONS` on loopback; its output goes to `log` (a pipe nobody read would fill up)."""
     with log.open("w") as output:
         process = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "serve",
-                                    "--data-dir", str(datadir.root), "--host", "127.0.0.1", "--port", "0"],
+                                    "--data-dir", str(datadir.root), "--host", "127.0.0.1", "--port", "0", *options],
                                    stdout=output, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         yield LiveServer(wait_until_serving(process, log), datadir)

@@ -4,6 +4,7 @@ gallery, paging, error and empty states, and a phone-sized viewport. Screenshots
 test-artifacts/."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,18 @@ def test_an_upload_the_server_no_longer_holds_asks_for_it_again(page: Page, serv
     open_search(page, server, "?q=" + "ab" * 32)
     expect(page.locator("#message .message-title")).to_have_text("Not found")
     expect(page.locator("#message .message-text")).to_contain_text("upload the query again")
+
+
+def test_a_rate_limited_upload_asks_to_wait(browser: Browser, ui_index: DataDir, tmp_path: Path) -> None:
+    with serving(ui_index, tmp_path / "serve.log", "--upload-limit", "1/minute") as live, \
+            open_page(browser, DESKTOP) as page:
+        open_search(page, live)
+        choose_file(page, photo_jpeg(1011))
+        shown_hits(page, 10)
+        choose_file(page, photo_jpeg(1012))  # the second upload in a minute: 429
+        expect(page.locator("#message .message-title")).to_have_text("Please wait a moment")
+        expect(page.locator("#message .message-text")).to_contain_text("too many of these requests")
+        expect(page.locator("#message .message-text")).to_contain_text(re.compile(r"Try again in \d+ seconds?\."))
 
 
 def test_an_empty_index_says_how_to_fill_it(browser: Browser, tmp_path: Path, artifacts: Path) -> None:

@@ -1,10 +1,16 @@
 // The JSON API under /api/: every failure becomes an ApiError with the server's own message.
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfter = null) {
     super(message);
     this.status = status; // 0: the server could not be reached
+    this.retryAfter = retryAfter; // seconds the server asks to wait (429, a busy 503), or null
   }
+}
+
+function retryAfterSeconds(response) {
+  const seconds = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
 }
 
 const UNREACHABLE = "The whysim server does not answer. Is `whysim serve` still running?";
@@ -24,7 +30,7 @@ async function call(url, options = {}) {
   }
   if (!response.ok) {
     const message = body && typeof body.error === "string" ? body.error : `HTTP ${response.status} ${response.statusText}`;
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, retryAfterSeconds(response));
   }
   if (body === null) throw new ApiError(response.status, "the server's answer could not be read");
   return body;

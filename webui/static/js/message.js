@@ -22,6 +22,14 @@ function sentence(text) {
   return /[.!?…]$/.test(capital) ? capital : `${capital}.`;
 }
 
+// 429 (this browser asked too often) and a busy 503 (the model's queue is full) say how long to wait.
+function waitSentence(error) {
+  const seconds = error.retryAfter ?? 1;
+  const reason = error.status === 429 ? "This browser has sent too many of these requests for now."
+    : "The server is working on other people's requests.";
+  return `${reason} Try again in ${seconds} ${seconds === 1 ? "second" : "seconds"}.`;
+}
+
 // A title and a sentence for a failed request; `what` names the query (e.g. a file name).
 export function explainError(error, what) {
   if (!(error instanceof ApiError)) return ["Something went wrong in the page", sentence(error.message || error)];
@@ -30,6 +38,8 @@ export function explainError(error, what) {
   if (error.status === 400) return [what ? `“${what}” cannot be used as a query` : "The request was not accepted", text];
   if (error.status === 404) return ["Not found", text];
   if (error.status === 413) return [what ? `“${what}” is too large` : "Too large", text];
+  if (error.status === 429) return ["Please wait a moment", waitSentence(error)];
+  if (error.status === 503 && error.retryAfter !== null) return ["The server is busy", waitSentence(error)];
   if (error.status === 503) return ["The index is not ready", text];
   if (error.status >= 500) {
     return ["The server ran into an error", `${text} Try again; if it keeps happening, the server's log says why.`];
