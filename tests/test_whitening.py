@@ -33,11 +33,15 @@ def run(*args: object) -> dict:
 
 
 def add_pictures(root: Path, start: int, count: int) -> None:
-    for seed in range(start, start + count):
+    """`count` photos in pairs of two views of one scene (two sizes and qualities of one picture):
+    an instance-level collection, the kind whysim whitens."""
+    for number in range(start, start + count):
+        seed, view = number // 2, number % 2
         kind = "stripes" if seed % 2 else "blobs"
         folder = root / kind
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{kind}_{seed:04d}.jpg").write_bytes(encode(make_picture(seed, kind=kind)))
+        picture = make_picture(seed, size=(96 + 4 * view, 72), kind=kind)
+        (folder / f"{kind}_{number:04d}.jpg").write_bytes(encode(picture, quality=90))
 
 
 # ---------------------------------------------------------------- the transform
@@ -103,7 +107,7 @@ def test_index_fits_whitening_keeps_it_and_refits_when_the_collection_doubles(tm
     grown = run("index", root, "--data-dir", datadir.root, "--json", "--no-progress")
     assert grown["indexed"] == 5 and grown["whitening"] == fitted["whitening"]
     new_id = max(VectorStore.load(datadir.vectors_path).ids())
-    hit = run("search", root / "blobs" / "blobs_2000.jpg", "--data-dir", datadir.root, "-k", "1", "--json")
+    hit = run("search", next((root / "blobs").glob("blobs_200*.jpg")), "--data-dir", datadir.root, "-k", "1", "--json")
     assert hit["hits"]  # the query's own bytes are excluded, the collection is searchable as a whole
     whitened_self = VectorStore.load(datadir.vectors_path).reconstruct(int(new_id))
     assert abs(float(np.linalg.norm(whitened_self)) - 1.0) < 1e-4
@@ -127,11 +131,16 @@ def test_whitened_index_vectors_are_the_branch_vectors_through_the_transform(tmp
     store = VectorStore.load(datadir.vectors_path)
     assert store.whitening is not None
     embedder = Embedder(build_branch(ModelRequest(input_size=64)), torch.device("cpu"))
-    path = root / "blobs" / "blobs_0000.jpg"
+    path = next((root / "blobs").glob("*.jpg"))
     pixels = read_image_file(ReadRequest(0, path), 64, 10**9).pixels
     expected = store.whitening.apply(embedder(pixels[None]))[0]
     best = store.search(expected[None], 1)
     assert best[0][0, 0] > 0.9999  # the stored vector of that file is the transformed embedding
+
+
+def test_a_collection_of_broad_categories_is_not_whitened(make_collection, datadir: DataDir) -> None:
+    root = make_collection({"blobs": MIN_VECTORS // 2 + 5, "stripes": MIN_VECTORS // 2 + 5})
+    assert run("index", root, "--data-dir", datadir.root, "--json", *SMALL)["whitening"] is None
 
 
 def test_compact_refits_and_off_drops_the_whitening(tmp_path: Path) -> None:

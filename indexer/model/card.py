@@ -7,15 +7,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-# Cosine similarity at or above which the untrained default calls a pair "similar".
-# Measured for ImageNet Lite0 at 224 px with GeM (p=3) pooling: the cut that maximises
-# balanced accuracy between same-class and different-class pairs of flowers (0.468 over
-# all 4,311 distinct photos; 0.447-0.500 on every 3-class subset), which also separates
-# generated blobs from stripes perfectly. Balanced, so it does not depend on a collection's
-# number of classes. Re-measure with tests/benchmarks/bench_decision_threshold.py when the
-# default model changes; see README "Decision threshold". Trained models carry their own
-# threshold, chosen on their validation split.
-DEFAULT_THRESHOLD = 0.47
+# Cosine similarity at or above which the untrained default calls a pair "similar" when there is
+# no collection to judge it against (`whysim explain A B` without an index; searches judge pairs
+# against their collection instead: indexer.verdicts). Measured for ImageNet Lite0 at 448 px with
+# GeM (p=3), unwhitened: the one cut with the smallest shortfall from the best balanced accuracy
+# on flowers and on rooms together (tests/benchmarks/study_defaults.py; README "Verdicts").
+# Trained models carry their own threshold, chosen on their validation split.
+DEFAULT_THRESHOLD = 0.67
 
 CARD_VERSION = 1
 
@@ -23,9 +21,9 @@ CARD_VERSION = 1
 # tests/benchmarks/study_defaults.py). The CLI and ModelRequest use these too.
 DEFAULT_BACKBONE = "lite0"
 # Named input sizes (`--preset`): "detailed" keeps the details that tell look-alike photos
-# apart (same-room Recall@1 0.74 -> 0.91 on rooms) at about 6.6x the compute of "fast",
+# apart (same-room Recall@1 0.74 -> 0.90 on rooms, with whitening) at about 4x the compute of "fast",
 # whysim's earlier default, which suits collections of broad categories at their speed.
-INPUT_SIZE_PRESETS = {"detailed": 576, "fast": 224}
+INPUT_SIZE_PRESETS = {"detailed": 448, "fast": 224}
 DEFAULT_PRESET = "detailed"
 DEFAULT_INPUT_SIZE = INPUT_SIZE_PRESETS[DEFAULT_PRESET]
 DEFAULT_POOLING = "gem"

@@ -30,6 +30,7 @@ import torch
 
 from bench_support import default_dataset, require_dataset, run_whysim
 from indexer.imaging import DEFAULT_MAX_PIXELS
+from indexer.model.card import DEFAULT_INPUT_SIZE
 from indexer.model.loading import ModelRequest, build_branch
 from indexer.pipeline.embedding import Embedder
 from indexer.pipeline.reading import ReadRequest, read_image_file
@@ -77,7 +78,7 @@ def model_only(dataset: Path, input_size: int, batch_size: int, batches: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
-    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
     parser.add_argument("--batch-size", type=int, default=CPU_BATCH_SIZE)
     parser.add_argument("--workers", type=int, default=None, help="passed to whysim (default: its own)")
     parser.add_argument("--model-batches", type=int, default=12, help="timed batches for the model-only rate")

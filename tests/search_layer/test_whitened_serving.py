@@ -17,10 +17,12 @@ from search_layer.collection import run_index
 @pytest.fixture(scope="module")
 def whitened_index(tmp_path_factory: pytest.TempPathFactory) -> DataDir:
     root = tmp_path_factory.mktemp("whitened") / "photos"
-    for seed in range(MIN_VECTORS + 6):
+    for number in range(MIN_VECTORS + 6):  # pairs of views of one scene: instance-level, so whitened
+        seed, view = number // 2, number % 2
         kind = "stripes" if seed % 2 else "blobs"
         (root / kind).mkdir(parents=True, exist_ok=True)
-        (root / kind / f"{kind}_{seed:03d}.jpg").write_bytes(encode(make_picture(seed, kind=kind)))
+        picture = make_picture(seed, size=(96 + 4 * view, 72), kind=kind)
+        (root / kind / f"{kind}_{number:03d}.jpg").write_bytes(encode(picture, quality=90))
     datadir = DataDir(root.parent / "data")
     run_index(root, datadir)
     assert VectorStore.load(datadir.vectors_path).whitening is not None
@@ -47,10 +49,10 @@ def test_search_and_explain_agree_on_whitened_scores_and_verdicts(make_app, whit
 
 def test_an_upload_is_whitened_like_the_indexed_vectors(make_app, whitened_index) -> None:
     client = make_app(whitened_index).test_client()
-    data = encode(make_picture(3, kind="stripes"))  # the bytes of stripes_003.jpg
+    data = encode(make_picture(1, kind="stripes"), quality=90)  # the bytes of stripes_002.jpg
     body = client.post("/api/search", data={"image": (io.BytesIO(data), "q.jpg"), "k": "1"}).json
     listed = client.get("/api/images?limit=200").json["images"]
-    same_file = next(image["id"] for image in listed if image["path"] == "stripes/stripes_003.jpg")
+    same_file = next(image["id"] for image in listed if image["path"] == "stripes/stripes_002.jpg")
     by_id = client.post("/api/search", json={"image_id": same_file, "k": 1}).json
     assert body["hits"][0]["id"] == by_id["hits"][0]["id"]
     assert body["hits"][0]["score"] == pytest.approx(by_id["hits"][0]["score"], abs=1e-3)
