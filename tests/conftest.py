@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.datadir import DataDir
+from indexer.datadir import CATALOG_URL_ENV, DataDir
+from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples" / "flowers"
@@ -60,9 +61,54 @@ def make_collection(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run (skips, saying why, without the binaries)."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server for the catalog tests: {exc}")
+    yield server
+    server.stop()
+
+
+CATALOG_BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=CATALOG_BACKENDS)
+def new_catalog_url(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """Makes catalogs of the test's backend: None (SQLite inside each data directory) or the
+    URL of a fresh database on the session's PostgreSQL server, dropped after the test."""
+    if request.param == "sqlite":
+        return lambda: None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+
+    def create() -> str:
+        name = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        return server.url(name)
+
+    return create
+
+
 @pytest.fixture
-def datadir(tmp_path: Path) -> DataDir:
-    return DataDir(tmp_path / "data")
+def catalog_url(new_catalog_url: Callable[[], str | None], monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The test's catalog: None for SQLite inside the data directory, else a PostgreSQL URL.
+
+    The URL also goes into $WHYSIM_CATALOG_URL, so every `whysim` command a test runs (in
+    process or as a child process) uses it, exactly as for a user who exported it.
+    """
+    url = new_catalog_url()
+    if url is None:
+        monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(CATALOG_URL_ENV, url)
+    return url
+
+
+@pytest.fixture
+def datadir(tmp_path: Path, catalog_url: str | None) -> DataDir:
+    return DataDir(tmp_path / "data", catalog_url)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from indexer.datadir import DataDir
-from whysim_cli import SMALL, index_json, snapshot, whysim, whysim_json
+from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysim_json
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
               "images_per_second", "vectors", "index_type", "model"}
@@ -87,14 +86,8 @@ def start_indexing(root: Path, datadir: DataDir) -> subprocess.Popen[str]:
 
 
 def indexed_rows(datadir: DataDir) -> int:
-    path = datadir.root / "catalog.sqlite3"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
-        try:
-            return connection.execute("SELECT count(*) FROM images WHERE status = 'indexed'").fetchone()[0]
-        except sqlite3.OperationalError:  # schema not created yet
-            return 0
+    rows = catalog_query(datadir, "SELECT count(*) FROM images WHERE status = 'indexed'")
+    return rows[0][0] if rows else 0
 
 
 def stop_mid_run(process: subprocess.Popen[str], datadir: DataDir, signum: int, after: int) -> int:

@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from conftest import encode, make_picture
 from indexer.datadir import DataDir
 from indexer.vectors import VectorStore
 from webui.cli import cli
+from whysim_cli import catalog_query
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 MANY_COMMITS = ["--chunk-size", "2", "--batch-size", "1"]
@@ -57,15 +57,9 @@ class DiskState:
 
 
 def read_rows(datadir: DataDir) -> dict[int, Row]:
-    catalog = datadir.root / "catalog.sqlite3"
-    if not catalog.exists():
-        return {}
-    with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as connection:
-        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "images" not in tables:  # killed before the schema's transaction committed
-            return {}
-        return {image_id: Row(path, status, sha, duplicate_of) for image_id, path, status, sha, duplicate_of
-                in connection.execute("SELECT id, path, status, sha256, duplicate_of_id FROM images")}
+    """Empty while there is no catalog or the schema's transaction has not committed."""
+    return {image_id: Row(path, status, sha, duplicate_of) for image_id, path, status, sha, duplicate_of
+            in catalog_query(datadir, "SELECT id, path, status, sha256, duplicate_of_id FROM images")}
 
 
 def read_state(datadir: DataDir) -> DiskState:
@@ -132,8 +126,14 @@ def build_collection(root: Path, seeds: range) -> Path:
     return root
 
 
+def location(datadir: DataDir) -> list[str]:
+    """The command-line options naming this data directory and its catalog."""
+    url = ["--catalog-url", datadir.catalog_url_override] if datadir.catalog_url_override else []
+    return ["--data-dir", str(datadir.root), *url]
+
+
 def index_in_process(root: Path, datadir: DataDir, *extra: str) -> None:
-    result = CliRunner().invoke(cli, ["index", str(root), "--data-dir", str(datadir.root), *SMALL, *extra],
+    result = CliRunner().invoke(cli, ["index", str(root), *location(datadir), *SMALL, *extra],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
@@ -160,7 +160,7 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
     """Runs `whysim index` in a child process and SIGKILLs it: (whether it was still running,
     how many times the on-disk invariant was checked while it ran; `watch`: add-only runs)."""
     process = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "index", str(root),
-                                "--data-dir", str(datadir.root), *SMALL, *MANY_COMMITS, *extra],
+                                *location(datadir), *SMALL, *MANY_COMMITS, *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = datadir.root / "writer.lock"
     stamps: list[tuple[int, int]] = []
@@ -192,9 +192,9 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
     return True, checks
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url) -> None:
     everything = build_collection(tmp_path / "everything", range(PICTURES + 16))
-    clean = DataDir(tmp_path / "clean")
+    clean = DataDir(tmp_path / "clean", new_catalog_url())
     index_in_process(everything, clean)
     clean_state = read_state(clean)
     reference = {row.sha256: clean_state.vectors[image_id] for image_id, row in clean_state.rows.items()
@@ -204,7 +204,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) ->
     for trial in range(TRIALS):
         rng = random.Random(trial)
         root = build_collection(tmp_path / f"trial{trial}" / "photos", range(PICTURES))
-        datadir = DataDir(tmp_path / f"trial{trial}" / "data")
+        datadir = DataDir(tmp_path / f"trial{trial}" / "data", new_catalog_url())
         extra: list[str] = []
         ids_before: set[int] = set()
         if trial % 2:  # a prune run: some files gone, some new, on an existing index

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, exc, pool, text
 
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog, ImageInfo
@@ -58,6 +59,21 @@ class Snapshot:
             if info.status == "duplicate":
                 assert by_id[info.duplicate_of_id].status == "indexed"
                 assert by_id[info.duplicate_of_id].sha256 == info.sha256
+
+
+def catalog_query(datadir: DataDir, sql: str) -> list[tuple[Any, ...]]:
+    """Raw rows from the data directory's catalog (SQLite or PostgreSQL), as another process
+    sees them; [] while there is no catalog or no schema yet (a run killed at its start)."""
+    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+        return []
+    engine = create_engine(datadir.catalog_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    except (exc.OperationalError, exc.ProgrammingError):
+        return []  # the schema's transaction has not committed yet
+    finally:
+        engine.dispose()
 
 
 def snapshot(datadir: DataDir) -> Snapshot:
