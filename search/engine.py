@@ -22,7 +22,8 @@ from indexer.datadir import DataDir
 from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from indexer.model.card import ModelCard
 from indexer.pipeline.reading import model_pixels
-from indexer.vectors import VectorStore
+from indexer.vector_stores.choice import open_location
+from indexer.vector_stores.protocol import VectorLocation, VectorStore
 from search.explaining import PairExplanation
 from search.index_snapshot import IndexSnapshot, IndexWatcher
 from search.model_host import ModelHost
@@ -96,24 +97,30 @@ class UploadedQuery:
 
 class SearchEngine:
     def __init__(self, datadir: DataDir, catalog: Catalog, watcher: IndexWatcher, models: ModelHost,
-                 upload_max_pixels: int = DEFAULT_MAX_PIXELS, display_side: int = DEFAULT_DISPLAY_SIDE) -> None:
+                 upload_max_pixels: int = DEFAULT_MAX_PIXELS, display_side: int = DEFAULT_DISPLAY_SIDE,
+                 location: VectorLocation | None = None) -> None:
         self.datadir = datadir
         self.catalog = catalog
         self.watcher = watcher
         self.models = models
         self.upload_max_pixels = upload_max_pixels
         self.display_side = display_side
+        self.location = location
 
     @classmethod
     def open(cls, datadir: DataDir, device: str = "cpu", upload_max_pixels: int = DEFAULT_MAX_PIXELS,
              display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0) -> SearchEngine:
         """Opens the catalog now; the index is read on first use and the model on first embedding."""
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
-        watcher = IndexWatcher(datadir.vectors_path, catalog.active_model, check_interval_s)
-        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device), upload_max_pixels, display_side)
+        location = open_location(datadir, catalog)
+        watcher = IndexWatcher(location, catalog.active_model, check_interval_s)
+        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device), upload_max_pixels, display_side,
+                   location)
 
     def close(self) -> None:
         self.models.close()
+        if self.location is not None:
+            self.location.close()
         self.catalog.engine.dispose()
 
     # ------------------------------------------------------------------ state

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from indexer.datadir import CATALOG_URL_ENV, DataDir
+from indexer.vector_stores.choice import VECTOR_STORE_ENV
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +74,24 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 CATALOG_BACKENDS = ["sqlite", "postgres"]
+# Catalog and vector store of the indexer suites: the catalogs with FAISS, and Milvus Lite with
+# a PostgreSQL catalog (the pairing for more than one machine; each part is independent).
+STORAGE = {"sqlite": ("sqlite", "faiss"), "postgres": ("postgres", "faiss"), "postgres-milvus": ("postgres", "milvus")}
+FAISS_STORAGE = ["sqlite", "postgres"]
 
 
-@pytest.fixture(params=CATALOG_BACKENDS)
-def new_catalog_url(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+@pytest.fixture(params=list(STORAGE))
+def storage(request: pytest.FixtureRequest) -> str:
+    """The test's catalog + vector store; a test for FAISS files alone narrows it with
+    `@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)`."""
+    return request.param
+
+
+@pytest.fixture
+def new_catalog_url(request: pytest.FixtureRequest, storage: str) -> Callable[[], str | None]:
     """Makes catalogs of the test's backend: None (SQLite inside each data directory) or the
     URL of a fresh database on the session's PostgreSQL server, dropped after the test."""
-    if request.param == "sqlite":
+    if STORAGE[storage][0] == "sqlite":
         return lambda: None
     server: PostgresServer = request.getfixturevalue("postgres_server")
 
@@ -91,18 +103,32 @@ def new_catalog_url(request: pytest.FixtureRequest) -> Callable[[], str | None]:
     return create
 
 
+def vector_store_option(storage: str, place: Path) -> str | None:
+    """The --vector-store value of a setup, with its Milvus Lite file under `place`."""
+    return f"milvus:{place / 'milvus' / 'vectors.db'}" if STORAGE[storage][1] == "milvus" else None
+
+
 @pytest.fixture
-def catalog_url(new_catalog_url: Callable[[], str | None], monkeypatch: pytest.MonkeyPatch) -> str | None:
+def vector_store(storage: str, tmp_path: Path) -> str | None:
+    """The test's --vector-store value (None: FAISS in the data directory)."""
+    return vector_store_option(storage, tmp_path)
+
+
+@pytest.fixture
+def catalog_url(new_catalog_url: Callable[[], str | None], vector_store: str | None,
+                monkeypatch: pytest.MonkeyPatch) -> str | None:
     """The test's catalog: None for SQLite inside the data directory, else a PostgreSQL URL.
 
-    The URL also goes into $WHYSIM_CATALOG_URL, so every `whysim` command a test runs (in
-    process or as a child process) uses it, exactly as for a user who exported it.
+    The URL goes into $WHYSIM_CATALOG_URL and the vector store into $WHYSIM_VECTOR_STORE, so
+    every `whysim` command a test runs (in process or as a child process) uses them, exactly
+    as for a user who exported them.
     """
     url = new_catalog_url()
-    if url is None:
-        monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    else:
-        monkeypatch.setenv(CATALOG_URL_ENV, url)
+    for name, value in ((CATALOG_URL_ENV, url), (VECTOR_STORE_ENV, vector_store)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     return url
 
 

@@ -16,7 +16,7 @@ from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysi
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
               "images_per_second", "vectors", "index_type", "model"}
-STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "status", "collections",
+STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "status", "collections", "vector_store",
               "disk_bytes"}
 
 

@@ -1,11 +1,13 @@
-"""`kill -9` of `whysim index` at random points: the catalog and the FAISS index on disk stay
-consistent every time, and a rerun completes with nothing lost or duplicated.
+"""`kill -9` of `whysim index` at random points: the catalog and the vector store stay
+consistent every time, and a rerun completes with nothing lost or duplicated. Runs with each
+storage setup: SQLite or PostgreSQL with a FAISS file, PostgreSQL with Milvus Lite.
 
 Each trial runs the real CLI in a child process with one-image batches and two-image chunks
 (a commit every two images), kills it after a random number of index saves plus a random
 delay (or at a random moment right after it took the writer lock), checks the invariant the
 writer keeps on what it left (and, in add-only runs, over and over while it ran), reruns to
-completion and compares with a clean run.
+completion and compares with a clean run. (Milvus Lite opens its file in one process at a
+time, so there the invariant is checked after the kill only.)
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import encode, make_picture
+from conftest import FAISS_STORAGE, encode, make_picture, vector_store_option
+from indexer.catalog.database import create_catalog_engine
+from indexer.catalog.repository import Catalog
 from indexer.datadir import DataDir
 from indexer.vectors import VectorStore
 from webui.cli import cli
-from whysim_cli import catalog_query
+from whysim_cli import catalog_query, stored_vectors
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 MANY_COMMITS = ["--chunk-size", "2", "--batch-size", "1"]
@@ -62,14 +66,38 @@ def read_rows(datadir: DataDir) -> dict[int, Row]:
             in catalog_query(datadir, "SELECT id, path, status, sha256, duplicate_of_id FROM images")}
 
 
+def read_vectors(datadir: DataDir) -> VectorStore | None:
+    """The FAISS file (read directly: the catalog may be in use), else the Milvus collection
+    the catalog names, when the indexer got as far as naming one."""
+    if datadir.vectors_path.exists():
+        return VectorStore.load(datadir.vectors_path)  # must always be a whole index
+    if not catalog_query(datadir, "SELECT value FROM settings WHERE key = 'vector_store'"):
+        return None
+    engine = create_catalog_engine(datadir.catalog_url)
+    try:
+        return stored_vectors(datadir, Catalog(engine))
+    finally:
+        engine.dispose()
+
+
+def save_stamp(datadir: DataDir) -> object | None:
+    """Changes with every save of the vector store: the FAISS file's identity, or Milvus's generation."""
+    try:
+        stat = os.stat(datadir.vectors_path)
+        return (stat.st_ino, stat.st_mtime_ns)
+    except FileNotFoundError:
+        rows = catalog_query(datadir, "SELECT value FROM settings WHERE key = 'vector_generation'")
+        return rows[0][0] if rows else None
+
+
 def read_state(datadir: DataDir) -> DiskState:
     """Rows first, then vectors: while an indexer only adds, every row seen as indexed must
-    then have its vector in the file (it was saved before the row was committed)."""
+    then have its vector in the store (it was saved before the row was committed)."""
     rows = read_rows(datadir)
     vector_ids: list[int] = []
     vectors: dict[int, np.ndarray] = {}
-    if datadir.vectors_path.exists():
-        store = VectorStore.load(datadir.vectors_path)  # must always be a whole index
+    store = read_vectors(datadir)
+    if store is not None:
         vector_ids = store.ids().tolist()
         vectors = {image_id: store.reconstruct(image_id) for image_id in vector_ids}
     return DiskState(vector_ids, vectors, rows)
@@ -163,7 +191,7 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
                                 *location(datadir), *SMALL, *MANY_COMMITS, *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = datadir.root / "writer.lock"
-    stamps: list[tuple[int, int]] = []
+    stamps: list[object] = []
     checks = 0
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
@@ -174,13 +202,9 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
             if lock.exists() and lock.read_text() == str(process.pid):
                 break
         else:
-            try:
-                stat = os.stat(datadir.vectors_path)
-                stamp = (stat.st_ino, stat.st_mtime_ns)
-                if not stamps or stamps[-1] != stamp:
-                    stamps.append(stamp)
-            except FileNotFoundError:
-                pass
+            stamp = save_stamp(datadir)
+            if stamp is not None and (not stamps or stamps[-1] != stamp):
+                stamps.append(stamp)
             if len(stamps) > kill.after_saves:
                 break
         time.sleep(0.002)
@@ -192,9 +216,9 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
     return True, checks
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url) -> None:
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url, storage) -> None:
     everything = build_collection(tmp_path / "everything", range(PICTURES + 16))
-    clean = DataDir(tmp_path / "clean", new_catalog_url())
+    clean = DataDir(tmp_path / "clean")
     index_in_process(everything, clean)
     clean_state = read_state(clean)
     reference = {row.sha256: clean_state.vectors[image_id] for image_id, row in clean_state.rows.items()
@@ -205,19 +229,22 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
         rng = random.Random(trial)
         root = build_collection(tmp_path / f"trial{trial}" / "photos", range(PICTURES))
         datadir = DataDir(tmp_path / f"trial{trial}" / "data", new_catalog_url())
-        extra: list[str] = []
+        store_option = vector_store_option(storage, tmp_path / f"trial{trial}")
+        extra: list[str] = ["--vector-store", store_option] if store_option else []
+        watch = store_option is None  # a FAISS file can be read while the indexer writes it
         ids_before: set[int] = set()
         if trial % 2:  # a prune run: some files gone, some new, on an existing index
-            index_in_process(root, datadir)
+            index_in_process(root, datadir, *extra)
             ids_before = set(read_state(datadir).rows)
             for path in sorted(root.rglob("*.jpg"))[::6]:
                 if path.parent.name in ("blobs", "stripes"):
                     path.unlink()
             for seed in range(PICTURES, PICTURES + 16):
                 write_picture(root, seed)
-            extra = ["--prune"]
+            extra.append("--prune")
+            watch = False
         kill = KILL_POINTS[trial](rng)
-        killed, checks = killed_run(root, datadir, kill, *extra, watch=not extra)
+        killed, checks = killed_run(root, datadir, kill, *extra, watch=watch)
         interrupted += killed
         after_kill = read_state(datadir)
         check_after_kill(after_kill, ids_before)
@@ -232,6 +259,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
     assert interrupted >= TRIALS - 1, f"only {interrupted} of {TRIALS} runs were killed before they finished"
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_a_rerun_removes_what_a_killed_save_left_behind(make_collection, datadir: DataDir) -> None:
     root = make_collection({"blobs": 2, "stripes": 2})
     index_in_process(root, datadir)

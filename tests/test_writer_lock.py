@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAISS_STORAGE
 from indexer.datadir import DataDir, DataDirLocked
 from whysim_cli import SMALL, whysim
 
@@ -29,6 +30,7 @@ def other_writer(datadir: DataDir, tmp_path: Path) -> DataDir:
     return datadir
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_a_second_writer_is_refused_until_the_first_is_done(datadir: DataDir, tmp_path: Path) -> None:
     second = other_writer(datadir, tmp_path)
     with datadir.writer_lock():
@@ -39,6 +41,7 @@ def test_a_second_writer_is_refused_until_the_first_is_done(datadir: DataDir, tm
         pass
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_index_says_another_writer_is_busy(datadir: DataDir, tmp_path: Path, make_collection) -> None:
     root = make_collection({"blobs": 2})
     second = other_writer(datadir, tmp_path)
@@ -47,6 +50,7 @@ def test_index_says_another_writer_is_busy(datadir: DataDir, tmp_path: Path, mak
     assert "another whysim process is writing" in refused.output and "Traceback" not in refused.output
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_a_killed_writer_leaves_no_lock_behind(datadir: DataDir, tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(datadir.root), datadir.catalog_url_override or ""],
                               stdout=subprocess.PIPE, text=True)

@@ -14,7 +14,8 @@ from indexer.catalog.repository import Catalog
 from indexer.datadir import DataDir
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.runner import INDEX_TYPE_SETTING
-from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
+from indexer.vector_stores.choice import open_location
+from indexer.vectors import INDEX_KINDS, choose_index_kind
 
 
 @dataclass
@@ -39,20 +40,24 @@ def compact_index(datadir: DataDir, index_type: str | None = None) -> CompactRep
     is remembered for later runs of `whysim index`; None keeps the current choice."""
     if index_type not in (None, "auto", *INDEX_KINDS):
         raise ValueError(f"unknown index type {index_type!r}")
-    if not datadir.vectors_path.exists():
-        raise FileNotFoundError(f"no vector index in {datadir.root}; run `whysim index` first")
     started = time.perf_counter()
     with datadir.writer_lock():
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
+        location = open_location(datadir, catalog)
         try:
-            store = VectorStore.load(datadir.vectors_path)
+            if not location.exists():
+                raise FileNotFoundError(f"no vector index in {location.description}; run `whysim index` first")
+            store = location.load()
+            kind_before = store.kind
             repaired = reconcile(catalog, store)
             if index_type is not None:
                 catalog.set_setting(INDEX_TYPE_SETTING, None if index_type == "auto" else index_type)
             wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
             rebuilt = store.compacted(wanted)
-            rebuilt.save(datadir.vectors_path)
+            location.save(rebuilt)
+            vectors = len(rebuilt)
         finally:
+            location.close()
             catalog.engine.dispose()
-    return CompactReport(len(rebuilt), store.kind, rebuilt.kind, repaired.orphan_vectors_removed,
+    return CompactReport(vectors, kind_before, rebuilt.kind, repaired.orphan_vectors_removed,
                          round(time.perf_counter() - started, 3))

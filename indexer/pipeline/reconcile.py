@@ -13,7 +13,7 @@ import numpy as np
 
 from indexer.catalog.repository import Catalog
 from indexer.catalog.schema import ImageStatus
-from indexer.vectors import VectorStore
+from indexer.vector_stores.protocol import VectorStore
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, c
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
-from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
+from indexer.vector_stores.choice import open_location
+from indexer.vector_stores.protocol import VectorLocation, VectorStore
+from indexer.vectors import INDEX_KINDS, choose_index_kind
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class IndexOptions:
     read_threads: int = 0  # device decoder's file-reading threads (0: a few per core)
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
+    vector_store: str | None = None  # faiss, milvus:PATH.db, milvus://HOST:PORT/COLLECTION; None: as before
 
 
 @dataclass
@@ -138,21 +141,21 @@ def _open_model(catalog: Catalog, datadir: DataDir, requested: SiameseBranch | N
     return OpenedModel(requested.card, lambda: requested, fresh)
 
 
-def _open_store(datadir: DataDir, dim: int, fresh: bool) -> VectorStore:
+def _open_store(location: VectorLocation, dim: int, fresh: bool) -> VectorStore:
     """The saved store, or an empty one; `reconcile` then re-queues whatever has no vector."""
-    remove_stale_temp_files(datadir.vectors_path)
-    if not fresh and datadir.vectors_path.exists():
+    location.clean_up()
+    if not fresh and location.exists():
         try:
-            store = VectorStore.load(datadir.vectors_path)
+            store = location.load()
         except (RuntimeError, ValueError) as exc:
             # Saves are atomic, so only something outside whysim breaks the file; the images
             # are the source of truth, so embed them again rather than refuse to work.
             logger.warning("%s is unreadable (%s); every image will be embedded again",
-                           datadir.vectors_path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return VectorStore.empty(dim)
+                           location.description, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return location.empty(dim)
         if store.dim == dim:
             return store
-    return VectorStore.empty(dim)
+    return location.empty(dim)
 
 
 class IndexRun:
@@ -181,20 +184,24 @@ class IndexRun:
         started = time.perf_counter()
         catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
         try:
-            self._run(catalog, started)
+            location = open_location(self.datadir, catalog, self.options.vector_store)
+            try:
+                self._run(catalog, location, started)
+            finally:
+                location.close()
         finally:
             catalog.engine.dispose()
         return self.report
 
-    def _run(self, catalog: Catalog, started: float) -> None:
+    def _run(self, catalog: Catalog, location: VectorLocation, started: float) -> None:
         options, report = self.options, self.report
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         device = resolve_device(options.device)
-        store = _open_store(self.datadir, model.card.dim, model.fresh)
+        store = _open_store(location, model.card.dim, model.fresh)
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
         if repaired.changed or model.fresh:
-            store.save(self.datadir.vectors_path)
+            location.save(store)
 
         collection_id = catalog.collection_id(self.root)
         assert collection_id is not None
@@ -203,14 +210,13 @@ class IndexRun:
         if plan.missing_ids and options.prune:
             report.removed = catalog.delete_images(plan.missing_ids)  # rows first: see reconcile
             store.remove(plan.missing_ids)
-            store.save(self.datadir.vectors_path)
+            location.save(store)
         else:
             report.missing = len(plan.missing_ids)
         if plan.new_files:
             catalog.add_pending(collection_id, [(f.path, f.size, f.mtime_ns, f.label) for f in plan.new_files])
 
-        writer = BackgroundChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size,
-                                       options.flush_seconds)
+        writer = BackgroundChunkWriter(catalog, store, location, options.chunk_size, options.flush_seconds)
         embedder: Embedder | None = None
         attempted: set[int] = set()
         changed = {item.image_id: item for item in plan.changed}
@@ -233,7 +239,7 @@ class IndexRun:
         finally:
             writer.close()
         writer.flush()
-        store = self._settle_index_type(catalog, writer.store)
+        store = self._settle_index_type(catalog, location, writer.store)
         self._finish(writer, store, catalog, started, embed_started, model.card)
 
     def _work_items(self, catalog: Catalog, collection_id: int, changed: dict[int, WorkItem],
@@ -315,13 +321,13 @@ class IndexRun:
             for (item, result), vector in zip(to_embed, vectors):
                 writer.indexed(item, result, vector)
 
-    def _settle_index_type(self, catalog: Catalog, store: VectorStore) -> VectorStore:
+    def _settle_index_type(self, catalog: Catalog, location: VectorLocation, store: VectorStore) -> VectorStore:
         if self.options.index_type != "auto":
             catalog.set_setting(INDEX_TYPE_SETTING, self.options.index_type)
         wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
         if wanted != store.kind:
             store = store.converted(wanted)
-            store.save(self.datadir.vectors_path)
+            location.save(store)
         return store
 
     def _finish(self, writer: ChunkWriter, store: VectorStore, catalog: Catalog, started: float,
