@@ -18,15 +18,17 @@ from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPU
                                    ModelLoadError, ModelRequest, build_branch, load_checkpoint)
 from indexer.model.pooling import POOLINGS
 from indexer.pipeline.compaction import compact_index
-from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, IndexingInterrupted, IndexOptions,
-                                     IndexRun, ModelMismatch, default_workers)
+from indexer.pipeline.ray_engine import RayUnavailable
+from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, ENGINES, IndexingInterrupted,
+                                     IndexOptions, IndexRun, ModelMismatch, default_workers)
 from indexer.vector_stores.choice import VECTOR_STORE_ENV, open_location
 from indexer.vector_stores.milvus import MilvusUnavailable
 from indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, FileNotFoundError, ValueError)
+USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, RayUnavailable, FileNotFoundError,
+               ValueError)
 
 
 def data_dir_options(func: F) -> F:
@@ -126,6 +128,11 @@ def active_model_card(datadir: DataDir) -> Any:
               help="Where the vectors live: faiss (a file in the data directory), milvus:PATH.db (Milvus Lite) "
                    "or milvus://HOST:PORT/COLLECTION (a Milvus server). Remembered in the catalog; default: as before, "
                    f"else faiss (${VECTOR_STORE_ENV}).")
+@click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
+              help="builtin: read and embed on this machine; ray: read, decode and embed on a Ray cluster "
+                   "(Ray Data; one GPU per model actor where the cluster has GPUs).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to use with --engine ray (default: start a local one on this machine).")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
               help="pil: decode in worker processes; device: read with threads, decode JPEGs in batches "
                    "on the embedding device (nvJPEG on CUDA). auto: device on CUDA, pil on CPU.")
@@ -138,7 +145,8 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.pass_context
 def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
                   model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
-                  workers: int, chunk_size: int, index_type: str, vector_store: str | None, decoder: str,
+                  workers: int, chunk_size: int, index_type: str, vector_store: str | None, engine: str,
+                  ray_address: str | None, decoder: str,
                   read_threads: int, max_pixels: int, as_json: bool, progress: bool | None,
                   **model_values: Any) -> None:
     """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
@@ -146,6 +154,7 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
     options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
                            prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
                            read_threads=read_threads, max_pixels=max_pixels, vector_store=vector_store,
+                           engine=engine, ray_address=ray_address,
                            progress=sys.stderr.isatty() if progress is None else progress)
     try:
         requested = _requested_model(ctx, datadir, model_path, model_values)

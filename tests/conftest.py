@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,6 +131,23 @@ def catalog_url(new_catalog_url: Callable[[], str | None], vector_store: str | N
         else:
             monkeypatch.setenv(name, value)
     return url
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One local Ray cluster on two CPUs for the whole run (starting one takes ~25 s here);
+    in-process runs join it, child processes get its address (--ray-address)."""
+    import ray
+
+    from indexer.pipeline.ray_engine import QUIET_RAY_ENV
+
+    for name, value in QUIET_RAY_ENV.items():
+        os.environ.setdefault(name, value)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture

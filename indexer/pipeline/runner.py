@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -22,8 +24,10 @@ from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card, store_checkpoint_copy
 from indexer.pipeline.background_writing import BackgroundChunkWriter
 from indexer.pipeline.embedding import Embedder, resolve_device
+from indexer.pipeline.outcomes import record_outcomes
 from indexer.pipeline.planning import WorkItem, plan_collection
-from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
+from indexer.pipeline.reading import (ImageFileDataset, ReadBatch, ReadRequest, ReadResult, collate_reads,
+                                      init_reader_worker)
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
@@ -39,6 +43,7 @@ INDEX_TYPE_SETTING = "index_type"
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 256
 DECODERS = ("auto", "pil", "device")
+ENGINES = ("builtin", "ray")  # ray: read, decode and embed on a Ray cluster (indexer/pipeline/ray_engine.py)
 MAX_PASSES = 3
 
 
@@ -73,6 +78,8 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
     vector_store: str | None = None  # faiss, milvus:PATH.db, milvus://HOST:PORT/COLLECTION; None: as before
+    engine: str = "builtin"
+    ray_address: str | None = None  # None: the cluster this process joined, else a new local one
 
 
 @dataclass
@@ -168,6 +175,8 @@ class IndexRun:
             raise ValueError(f"unknown index type {options.index_type!r}")
         if options.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {options.decoder!r}; choose one of {', '.join(DECODERS)}")
+        if options.engine not in ENGINES:
+            raise ValueError(f"unknown engine {options.engine!r}; choose one of {', '.join(ENGINES)}")
         self.root = root.resolve()
         self.datadir = datadir.ensure()
         self.options = options
@@ -196,7 +205,8 @@ class IndexRun:
     def _run(self, catalog: Catalog, location: VectorLocation, started: float) -> None:
         options, report = self.options, self.report
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
-        device = resolve_device(options.device)
+        if options.engine == "builtin":
+            resolve_device(options.device)  # refuse a missing CUDA device before touching anything
         store = _open_store(location, model.card.dim, model.fresh)
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
@@ -217,7 +227,7 @@ class IndexRun:
             catalog.add_pending(collection_id, [(f.path, f.size, f.mtime_ns, f.label) for f in plan.new_files])
 
         writer = BackgroundChunkWriter(catalog, store, location, options.chunk_size, options.flush_seconds)
-        embedder: Embedder | None = None
+        run_pass: Callable[[list[WorkItem], ChunkWriter, Catalog], None] | None = None
         attempted: set[int] = set()
         changed = {item.image_id: item for item in plan.changed}
         embed_started = time.perf_counter()
@@ -226,12 +236,12 @@ class IndexRun:
                 work = self._work_items(catalog, collection_id, changed, attempted)
                 if not work:
                     break
-                if embedder is None:
-                    embedder = Embedder(model.load(), device)
+                if run_pass is None:
+                    run_pass = self._pass_runner(model.load())
                     embed_started = time.perf_counter()
                 attempted.update(item.image_id for item in work)
                 changed = {}
-                self._embed_pass(work, embedder, writer, catalog)
+                run_pass(work, writer, catalog)
         except KeyboardInterrupt:
             writer.flush()
             self._finish(writer, store, catalog, started, embed_started, model.card)
@@ -278,48 +288,61 @@ class IndexRun:
         return DeviceBatchReader(requests, embedder.branch.input_size, batch_size, embedder.device,
                                  self.options.max_pixels, self.options.read_threads)
 
-    def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
-        by_id = {item.image_id: item for item in work}
-        batch_size = self.options.batch_size or (CUDA_BATCH_SIZE if embedder.device.type == "cuda" else CPU_BATCH_SIZE)
-        bar = tqdm(total=len(work), unit="img", desc="embedding", disable=not self.options.progress,
+    def _pass_runner(self, branch: SiameseBranch) -> Callable[[list[WorkItem], ChunkWriter, Catalog], None]:
+        """The embedding pass of the chosen engine, with its model ready."""
+        if self.options.engine == "ray":
+            return lambda work, writer, catalog: self._ray_pass(work, branch, writer, catalog)
+        embedder = Embedder(branch, resolve_device(self.options.device))
+        return lambda work, writer, catalog: self._embed_pass(work, embedder, writer, catalog)
+
+    @contextmanager
+    def _progress(self, total: int) -> Iterator[Callable[[int], None]]:
+        bar = tqdm(total=total, unit="img", desc="embedding", disable=not self.options.progress,
                    dynamic_ncols=True, smoothing=0.1)
+
+        def advance(done: int) -> None:
+            bar.update(done)
+            if self.on_progress:
+                self.on_progress(done)
+
         try:
-            for batch in self._batches(work, embedder, batch_size):
-                self._handle_batch(batch, by_id, embedder, writer, catalog)
-                writer.maybe_flush()
-                bar.update(len(batch.results))
-                if self.on_progress:
-                    self.on_progress(len(batch.results))
+            yield advance
         finally:
             bar.close()
 
+    def _batch_size_for(self, device_type: str) -> int:
+        return self.options.batch_size or (CUDA_BATCH_SIZE if device_type == "cuda" else CPU_BATCH_SIZE)
+
+    def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
+        by_id = {item.image_id: item for item in work}
+        batch_size = self._batch_size_for(embedder.device.type)
+        with self._progress(len(work)) as advance:
+            for batch in self._batches(work, embedder, batch_size):
+                self._handle_batch(batch, by_id, embedder, writer, catalog)
+                writer.maybe_flush()
+                advance(len(batch.results))
+
+    def _ray_pass(self, work: list[WorkItem], branch: SiameseBranch, writer: ChunkWriter, catalog: Catalog) -> None:
+        from indexer.pipeline.ray_engine import run_ray_pass  # imports Ray: only for --engine ray
+
+        by_id = {item.image_id: item for item in work}
+        requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
+        with self._progress(len(work)) as advance:
+            def handle(results: list[ReadResult], vectors: np.ndarray) -> None:
+                record_outcomes(results, lambda rows: vectors[rows], by_id, writer, catalog)
+                writer.maybe_flush()
+                advance(len(results))
+
+            run_ray_pass(requests, branch, self.options.ray_address, branch.input_size, self.options.max_pixels,
+                         self._batch_size_for, self.options.device, self.options.chunk_size, handle)
+
     def _handle_batch(self, batch: ReadBatch, by_id: dict[int, WorkItem], embedder: Embedder,
                       writer: ChunkWriter, catalog: Catalog) -> None:
-        ok = [r for r in batch.results if r.error is None]
-        known = catalog.canonical_by_sha(r.sha256 for r in ok if r.sha256)
-        keep_rows: list[int] = []
-        to_embed = []
-        for row, result in enumerate(ok):
-            item = by_id[result.image_id]
-            sha = result.sha256 or ""
-            if (sha == item.previous_sha and item.previous_status == ImageStatus.INDEXED.value):
-                writer.unchanged(item)
-                continue
-            canonical = writer.shas_this_run.get(sha) or known.get(sha)
-            if canonical is not None and canonical != item.image_id:
-                writer.duplicate(item, result, canonical)
-                continue
-            writer.shas_this_run[sha] = item.image_id  # later copies in this batch are duplicates
-            keep_rows.append(row)
-            to_embed.append((item, result))
-        for result in batch.results:
-            if result.error is not None:
-                writer.failed(by_id[result.image_id], result)
-        if to_embed and batch.pixels is not None:
-            everything = len(keep_rows) == len(batch.pixels)
-            vectors = embedder(batch.pixels if everything else batch.pixels[keep_rows])
-            for (item, result), vector in zip(to_embed, vectors):
-                writer.indexed(item, result, vector)
+        def embed(rows: list[int]) -> np.ndarray:
+            assert batch.pixels is not None  # rows are error-free results, whose pixels are stacked
+            return embedder(batch.pixels if len(rows) == len(batch.pixels) else batch.pixels[rows])
+
+        record_outcomes(batch.results, embed, by_id, writer, catalog)
 
     def _settle_index_type(self, catalog: Catalog, location: VectorLocation, store: VectorStore) -> VectorStore:
         if self.options.index_type != "auto":
