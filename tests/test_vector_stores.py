@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import encode, make_picture
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog
 from indexer.vector_stores.choice import VectorStoreSpec, parse_vector_store
 from indexer.vector_stores.faiss_location import FaissLocation
 from indexer.vector_stores.milvus import MilvusLocation
 from indexer.vector_stores.protocol import VectorLocation
+from indexer.datadir import DataDir
 from indexer.vectors import VectorStore
+from whysim_cli import index_json, snapshot
 
 DIM = 32
 IDS = np.arange(300, dtype=np.int64) * 7 + 1000
@@ -149,3 +152,20 @@ def test_vector_store_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for bad in ("milvus:vectors.faiss", "milvus://:19530/x", "milvus://host/a-b", "qdrant://x"):
         with pytest.raises(ValueError, match="milvus|vector store"):
             parse_vector_store(bad)
+
+
+def test_switching_stores_refills_the_new_one_from_the_images(make_collection, tmp_path: Path) -> None:
+    root = make_collection({"blobs": 3, "stripes": 3})
+    datadir = DataDir(tmp_path / "data")
+    index_json(root, datadir)
+    lite = f"milvus:{tmp_path / 'vectors.db'}"
+    assert index_json(root, datadir, "--vector-store", lite)["indexed"] == 6  # Milvus starts empty
+    changed = root / "blobs" / "blobs_000.jpg"
+    changed.write_bytes(encode(make_picture(4242, kind="stripes")))
+    index_json(root, datadir)  # changed on Milvus: the old FAISS file still holds its old vector
+    on_milvus = snapshot(datadir).vector("blobs/blobs_000.jpg")
+    report = index_json(root, datadir, "--vector-store", "faiss")
+    assert report["indexed"] == 6  # re-embedded from the images, not trusted from the old file
+    back = snapshot(datadir)
+    back.assert_consistent()
+    assert float(np.dot(back.vector("blobs/blobs_000.jpg"), on_milvus)) >= 0.9999

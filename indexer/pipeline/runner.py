@@ -31,7 +31,7 @@ from indexer.pipeline.reading import (ImageFileDataset, ReadBatch, ReadRequest, 
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
-from indexer.vector_stores.choice import open_location
+from indexer.vector_stores.choice import open_location, switches_store
 from indexer.vector_stores.protocol import VectorLocation, VectorStore
 from indexer.vectors import INDEX_KINDS, choose_index_kind
 
@@ -193,24 +193,26 @@ class IndexRun:
         started = time.perf_counter()
         catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
         try:
+            switched = switches_store(catalog, self.options.vector_store)
             location = open_location(self.datadir, catalog, self.options.vector_store)
             try:
-                self._run(catalog, location, started)
+                self._run(catalog, location, started, switched)
             finally:
                 location.close()
         finally:
             catalog.engine.dispose()
         return self.report
 
-    def _run(self, catalog: Catalog, location: VectorLocation, started: float) -> None:
+    def _run(self, catalog: Catalog, location: VectorLocation, started: float, switched: bool) -> None:
         options, report = self.options, self.report
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         if options.engine == "builtin":
             resolve_device(options.device)  # refuse a missing CUDA device before touching anything
-        store = _open_store(location, model.card.dim, model.fresh)
+        fresh = model.fresh or switched  # a store switched to starts empty and is filled again
+        store = _open_store(location, model.card.dim, fresh)
         repaired = reconcile(catalog, store)
         report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
-        if repaired.changed or model.fresh:
+        if repaired.changed or fresh:
             location.save(store)
 
         collection_id = catalog.collection_id(self.root)

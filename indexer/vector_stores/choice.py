@@ -69,6 +69,16 @@ def chosen_vector_store(catalog: Catalog, requested: str | None = None) -> Vecto
     return parse_vector_store(remembered) if remembered else VectorStoreSpec(FAISS)
 
 
+def switches_store(catalog: Catalog, requested: str | None) -> bool:
+    """Whether `requested` names another store than the remembered one: the new store must
+    then start empty (one left from before the last switch may hold vectors of old content)."""
+    if requested is None:
+        return False
+    remembered = catalog.get_setting(VECTOR_STORE_SETTING)
+    before = parse_vector_store(remembered) if remembered else VectorStoreSpec(FAISS)
+    return str(parse_vector_store(requested)) != str(before)
+
+
 def open_location(datadir: DataDir, catalog: Catalog, requested: str | None = None) -> VectorLocation:
     spec = chosen_vector_store(catalog, requested)
     if spec.engine == FAISS:
