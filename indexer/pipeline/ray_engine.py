@@ -146,7 +146,9 @@ def embedded_batches(ray: Any, requests: list[ReadRequest], branch: SiameseBranc
     per_block = max(1, min(READ_BATCH, chunk_size))
     blocks = max(1, min(math.ceil(len(items) / per_block), MAX_BLOCKS))
     dataset = (ray.data.from_items(items, override_num_blocks=blocks)
-               .map_batches(read_batch, batch_size=per_block, batch_format="numpy", num_cpus=1,
+               # Half a CPU per read task: unlike the actors' requests, so Ray does not fuse
+               # reading into the model actors (which would serialise decoding and embedding).
+               .map_batches(read_batch, batch_size=per_block, batch_format="numpy", num_cpus=0.5,
                             fn_kwargs={"input_size": input_size, "max_pixels": max_pixels})
                .map_batches(EmbedActor, batch_size=batch_size, batch_format="numpy",
                             fn_constructor_args=(ray.put(branch), plan.device),
