@@ -5,6 +5,8 @@ ids are catalog ids (sparse, non-sequential), vectors are unit vectors.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from indexer.vector_stores.milvus import MilvusLocation
 from indexer.vector_stores.protocol import VectorLocation
 from indexer.datadir import DataDir
 from indexer.vectors import VectorStore
-from whysim_cli import index_json, snapshot
+from whysim_cli import SMALL, index_json, snapshot, whysim
 
 DIM = 32
 IDS = np.arange(300, dtype=np.int64) * 7 + 1000
@@ -169,3 +171,26 @@ def test_switching_stores_refills_the_new_one_from_the_images(make_collection, t
     back = snapshot(datadir)
     back.assert_consistent()
     assert float(np.dot(back.vector("blobs/blobs_000.jpg"), on_milvus)) >= 0.9999
+
+
+HOLD_LITE_FILE = """
+import sys, time
+from indexer.vector_stores.milvus import connect
+connect(sys.argv[1], sys.argv[1])
+print('open', flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lite_file_held_by_another_process_is_a_clear_error(make_collection, tmp_path: Path) -> None:
+    root = make_collection({"blobs": 2})
+    lite = str(tmp_path / "vectors.db")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LITE_FILE, lite], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        refused = whysim("index", root, "--data-dir", tmp_path / "data", *SMALL, "--vector-store", f"milvus:{lite}",
+                         exit_code=1)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "one process at a time" in refused.output and "Traceback" not in refused.output

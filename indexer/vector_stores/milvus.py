@@ -96,6 +96,8 @@ def connect(uri: str, lite_path: str | None) -> Any:
         LITE_SERVERS.acquire(lite_path)
         # Milvus Lite has no server timestamps; the iterator warns about it on every scan.
         logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+        # A file held by another process is reported below, with advice, instead of its traceback.
+        logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
     try:
         return MilvusClient(uri=uri)
     except Exception as exc:  # noqa: BLE001 - pymilvus raises several unrelated types here
