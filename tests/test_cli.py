@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAISS_STORAGE
 from indexer.datadir import DataDir
 from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysim_json
 
@@ -111,6 +112,8 @@ def thirty_images(make_collection) -> Path:
     return make_collection({"blobs": 15, "stripes": 15})
 
 
+# PostgreSQL + Milvus: tests/test_crash_consistency.py kills it at many more points.
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_kill_9_mid_run_then_resume(thirty_images, datadir) -> None:
     process = start_indexing(thirty_images, datadir)
     stop_mid_run(process, datadir, signal.SIGKILL, after=2)
