@@ -194,3 +194,15 @@ def test_a_lite_file_held_by_another_process_is_a_clear_error(make_collection, t
         holder.kill()
         holder.wait()
     assert "one process at a time" in refused.output and "Traceback" not in refused.output
+
+
+def test_an_index_type_milvus_lacks_is_refused_before_any_work(make_collection, tmp_path: Path) -> None:
+    root = make_collection({"blobs": 2})
+    datadir = DataDir(tmp_path / "data")
+    lite = f"milvus:{tmp_path / 'vectors.db'}"
+    refused = whysim("index", root, "--data-dir", datadir.root, *SMALL, "--vector-store", lite,
+                     "--index-type", "ivfpq", exit_code=1)
+    assert "not available with the vector store" in refused.output
+    assert index_json(root, datadir, "--vector-store", lite)["indexed"] == 2  # nothing was remembered
+    assert "not available" in whysim("compact", "--data-dir", datadir.root, "--index-type", "ivfpq",
+                                     exit_code=1).output

@@ -47,6 +47,9 @@ def compact_index(datadir: DataDir, index_type: str | None = None) -> CompactRep
         try:
             if not location.exists():
                 raise FileNotFoundError(f"no vector index in {location.description}; run `whysim index` first")
+            if index_type not in (None, "auto", *location.kinds):
+                raise ValueError(f"index type {index_type!r} is not available with the vector store "
+                                 f"{location.description}; choose {', '.join(('auto', *location.kinds))}")
             store = location.load()
             kind_before = store.kind
             repaired = reconcile(catalog, store)

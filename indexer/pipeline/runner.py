@@ -205,6 +205,9 @@ class IndexRun:
 
     def _run(self, catalog: Catalog, location: VectorLocation, started: float, switched: bool) -> None:
         options, report = self.options, self.report
+        if options.index_type not in ("auto", *location.kinds):
+            raise ValueError(f"index type {options.index_type!r} is not available with the vector store "
+                             f"{location.description}; choose {', '.join(('auto', *location.kinds))}")
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         if options.engine == "builtin":
             resolve_device(options.device)  # refuse a missing CUDA device before touching anything

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.vectors import VectorStore, remove_stale_temp_files
+from indexer.vectors import INDEX_KINDS, VectorStore, remove_stale_temp_files
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class FaissLocation:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = str(path)
+        self.kinds = INDEX_KINDS
 
     def exists(self) -> bool:
         return self.path.exists()

@@ -239,6 +239,7 @@ class MilvusLocation:
         self.catalog = catalog
         self.lite_path = lite_path
         self.description = f"{lite_path or uri} (collection {collection})"
+        self.kinds = tuple(MILVUS_KINDS)
         self._client: Any = None
 
     @property

@@ -45,6 +45,7 @@ class VectorLocation(Protocol):
     """Where one data directory's vectors live, and how writers save and readers notice them."""
 
     description: str  # for messages: a path or a Milvus URI and collection
+    kinds: tuple[str, ...]  # the index kinds this engine can build
 
     def exists(self) -> bool: ...
 
