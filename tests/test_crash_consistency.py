@@ -103,10 +103,13 @@ def read_state(datadir: DataDir) -> DiskState:
     return DiskState(vector_ids, vectors, rows)
 
 
-def check_after_kill(state: DiskState, ids_ever: set[int] | None = None, running: bool = False) -> None:
+def check_after_kill(state: DiskState, ids_ever: set[int] | None = None, running: bool = False,
+                     repeats_allowed: bool = False) -> None:
     """What the writer guarantees at every instant: vectors first, then rows. (While it runs,
-    rows read before vectors may miss rows added just after: that part waits for the kill.)"""
-    assert len(state.vector_ids) == len(set(state.vector_ids)), "a vector is stored twice"
+    rows read before vectors may miss rows added just after: that part waits for the kill.)
+    `repeats_allowed`: Milvus Lite may replay an upsert when reopened after a kill and hold an
+    id twice until the next run merges the copies (check_complete then requires one each)."""
+    assert repeats_allowed or len(state.vector_ids) == len(set(state.vector_ids)), "a vector is stored twice"
     assert state.ids_with("indexed") <= set(state.vector_ids), "a row says indexed but its vector is not saved"
     known = set(state.rows) | (ids_ever or set())
     assert running or set(state.vector_ids) <= known, "a vector belongs to no image the catalog ever had"
@@ -247,7 +250,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
         killed, checks = killed_run(root, datadir, kill, *extra, watch=watch)
         interrupted += killed
         after_kill = read_state(datadir)
-        check_after_kill(after_kill, ids_before)
+        check_after_kill(after_kill, ids_before, repeats_allowed=store_option is not None)
         index_in_process(root, datadir, *extra)
         final = read_state(datadir)
         check_complete(final, root, reference)

@@ -21,6 +21,7 @@ from indexer.vector_stores.faiss_location import FaissLocation
 from indexer.vector_stores.milvus import MilvusLocation
 from indexer.vector_stores.protocol import VectorLocation
 from indexer.datadir import DataDir
+from indexer.pipeline.reconcile import merge_repeated_ids
 from indexer.vectors import VectorStore
 from whysim_cli import SMALL, index_json, snapshot, whysim
 
@@ -206,3 +207,15 @@ def test_an_index_type_milvus_lacks_is_refused_before_any_work(make_collection, 
     assert index_json(root, datadir, "--vector-store", lite)["indexed"] == 2  # nothing was remembered
     assert "not available" in whysim("compact", "--data-dir", datadir.root, "--index-type", "ivfpq",
                                      exit_code=1).output
+
+
+def test_reconcile_merges_an_id_held_twice(tmp_path: Path) -> None:
+    """Milvus Lite can replay an upsert when reopened after a kill and hold an id twice (seen in
+    test_crash_consistency); a FAISS store given the same id twice holds it the same way."""
+    store = VectorStore.build(IDS[:20], VECTORS[:20], "flat")
+    store.add(IDS[3:4], VECTORS[3:4])
+    assert sorted(store.ids().tolist()).count(int(IDS[3])) == 2
+    assert merge_repeated_ids(store) == 1
+    assert sorted(store.ids().tolist()) == sorted(IDS[:20].tolist())
+    assert np.allclose(store.reconstruct(int(IDS[3])), VECTORS[3], atol=1e-6)
+    assert merge_repeated_ids(store) == 0

@@ -214,7 +214,7 @@ class IndexRun:
         fresh = model.fresh or switched  # a store switched to starts empty and is filled again
         store = _open_store(location, model.card.dim, fresh)
         repaired = reconcile(catalog, store)
-        report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
+        report.repaired = repaired.repairs
         if repaired.changed or fresh:
             location.save(store)
 

@@ -205,9 +205,12 @@ class MilvusStore:
         found = self.client.search(self.collection, data=list(matrix), limit=k, output_fields=[ID_FIELD],
                                    search_params=_search_params(self.kind, k))
         for row, hits in enumerate(found):
-            for slot, hit in enumerate(list(hits)[:k]):
-                ids[row, slot] = int(hit["id"])
-                scores[row, slot] = float(hit["distance"])
+            unique = {}  # an id held twice (see reconcile) is one hit
+            for hit in hits:
+                unique.setdefault(int(hit["id"]), float(hit["distance"]))
+            for slot, (image_id, score) in enumerate(list(unique.items())[:k]):
+                ids[row, slot] = image_id
+                scores[row, slot] = score
         return scores, ids
 
     def converted(self, kind: str) -> MilvusStore:
