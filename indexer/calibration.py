@@ -20,7 +20,7 @@ from indexer.catalog.schema import ImageStatus
 from indexer.datadir import DataDir
 from indexer.evaluation.verification import pair_scores, verification_pairs
 from indexer.model.card import ModelCard
-from indexer.vectors import VectorStore
+from indexer.vector_stores.choice import open_location
 from indexer.verdicts import FITTED_RULE_KIND, RULE_SETTING, Cohort, VerdictJudge, VerdictRule, best_cut
 
 # More pairs than `whysim evaluate` draws (5 per image), with another seed: the cut is fitted on
@@ -73,9 +73,13 @@ def calibrate(datadir: DataDir, directory: Path, reset: bool = False) -> Calibra
                 catalog.set_setting(RULE_SETTING, None)
                 return None
             card = catalog.active_model()
-            if card is None or not datadir.vectors_path.exists():
-                raise FileNotFoundError(f"no index in {datadir.root}; run `whysim index {directory}` first")
-            store = VectorStore.load(datadir.vectors_path)
+            location = open_location(datadir, catalog)
+            try:
+                if card is None or not location.exists():
+                    raise FileNotFoundError(f"no index in {datadir.root}; run `whysim index {directory}` first")
+                store = location.load()
+            finally:
+                location.close()
             rows = [info for info in catalog.list_images(ImageStatus.INDEXED, limit=10**9)
                     if info.label is not None and _inside(info.absolute_path.resolve(), folder)]
             vectors = [store.reconstruct(info.id) for info in rows]

@@ -21,13 +21,17 @@ from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPU
 from indexer.model.pooling import POOLINGS
 from indexer.pipeline.compaction import compact_index
 from indexer.pipeline.whitening_policy import WHITENING_CHOICES
-from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, IndexingInterrupted, IndexOptions,
-                                     IndexRun, ModelMismatch, default_workers)
-from indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS, VectorStore
+from indexer.pipeline.ray_engine import RayUnavailable
+from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, ENGINES, IndexingInterrupted,
+                                     IndexOptions, IndexRun, ModelMismatch, default_workers)
+from indexer.vector_stores.choice import VECTOR_STORE_ENV, open_location
+from indexer.vector_stores.milvus import MilvusUnavailable
+from indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, FileNotFoundError, ValueError)
+USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, RayUnavailable, FileNotFoundError,
+               ValueError)
 
 
 def data_dir_options(func: F) -> F:
@@ -135,7 +139,16 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Images per catalog/vector commit.")
 @click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default="auto", show_default=True,
-              help=f"FAISS index kind; auto: exact (flat) up to {EXACT_SEARCH_MAX_VECTORS:,} vectors, hnsw above.")
+              help=f"Index kind; auto: exact (flat) up to {EXACT_SEARCH_MAX_VECTORS:,} vectors, hnsw above.")
+@click.option("--vector-store", envvar=VECTOR_STORE_ENV, default=None, metavar="STORE",
+              help="Where the vectors live: faiss (a file in the data directory), milvus:PATH.db (Milvus Lite) "
+                   "or milvus://HOST:PORT/COLLECTION (a Milvus server). Remembered in the catalog; default: as before, "
+                   f"else faiss (${VECTOR_STORE_ENV}).")
+@click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
+              help="builtin: read and embed on this machine; ray: read, decode and embed on a Ray cluster "
+                   "(Ray Data; one GPU per model actor where the cluster has GPUs).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to use with --engine ray (default: start a local one on this machine).")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
               help="pil: decode in worker processes; device: read with threads, decode JPEGs in batches "
                    "on the embedding device (nvJPEG on CUDA). auto: device on CUDA, pil on CPU.")
@@ -151,14 +164,16 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.pass_context
 def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
                   model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
-                  workers: int, chunk_size: int, index_type: str, decoder: str, read_threads: int,
-                  max_pixels: int, whitening: str | None, as_json: bool, progress: bool | None,
+                  workers: int, chunk_size: int, index_type: str, vector_store: str | None, engine: str,
+                  ray_address: str | None, decoder: str, read_threads: int, max_pixels: int,
+                  whitening: str | None, as_json: bool, progress: bool | None,
                   **model_values: Any) -> None:
     """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
     datadir = datadir_from(data_dir, catalog_url)
     options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
                            prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
-                           read_threads=read_threads, max_pixels=max_pixels, whitening=whitening,
+                           read_threads=read_threads, max_pixels=max_pixels, vector_store=vector_store,
+                           engine=engine, ray_address=ray_address, whitening=whitening,
                            progress=sys.stderr.isatty() if progress is None else progress)
     try:
         requested = _requested_model(ctx, datadir, model_path, model_values)
@@ -177,7 +192,10 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
 def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> None:
     """Counts, model and index type of a data directory."""
     datadir = datadir_from(data_dir, catalog_url)
-    stats = collect_stats(datadir)
+    try:
+        stats = collect_stats(datadir)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         echo_json(stats)
         return
@@ -185,7 +203,7 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
     counts = ", ".join(f"{status} {count}" for status, count in stats["status"].items())
     click.echo(f"images: {stats['images']}" + (f" ({counts})" if counts else ""))
     index = f"in a {stats['index_type']} index" if stats["index_type"] else "(no index yet: run `whysim index DIR`)"
-    click.echo(f"vectors: {stats['vectors']} {index}"
+    click.echo(f"vectors: {stats['vectors']} {index}" + (f" ({stats['vector_store']})" if stats["vectors"] else "")
                + (f", whitened ({stats['whitening']})" if stats["whitening"] else ""))
     click.echo(f"model: {stats['model'] or 'none yet'}")
     click.echo(f"collections: {', '.join(stats['collections']) or 'none'}")
@@ -194,8 +212,8 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
 
 def collect_stats(datadir: DataDir) -> dict[str, Any]:
     stats: dict[str, Any] = {"data_dir": str(datadir.root), "images": 0, "vectors": 0, "model": None,
-                             "model_card": None, "index_type": None, "whitening": None, "status": {}, "collections": [],
-                             "disk_bytes": datadir.disk_bytes()}
+                             "model_card": None, "index_type": None, "whitening": None, "status": {},
+                             "collections": [], "disk_bytes": datadir.disk_bytes(), "vector_store": None}
     if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
         return stats
     engine = open_catalog_engine(datadir.catalog_url)
@@ -206,12 +224,18 @@ def collect_stats(datadir: DataDir) -> dict[str, Any]:
         stats.update(images=sum(counts.values()), status=counts,
                      collections=sorted(catalog.collection_roots().values()),
                      model=card.short_name() if card else None, model_card=card.to_dict() if card else None)
+        location = open_location(datadir, catalog)
+        stats["vector_store"] = location.description
+        try:
+            if location.exists():
+                store = location.load()
+                whitening = getattr(store, "whitening", None)
+                stats.update(vectors=len(store), index_type=store.kind,
+                             whitening=whitening.digest() if whitening is not None else None)
+        finally:
+            location.close()
     finally:
         engine.dispose()
-    if datadir.vectors_path.exists():
-        store = VectorStore.load(datadir.vectors_path)
-        stats.update(vectors=len(store), index_type=store.kind,
-                     whitening=store.whitening.digest() if store.whitening is not None else None)
     return stats
 
 

@@ -14,7 +14,7 @@ CATALOG_URL_ENV = "WHYSIM_CATALOG_URL"
 
 
 class DataDirLocked(RuntimeError):
-    """Another process is writing to the same data directory."""
+    """Another process is writing to the same data directory (or, for a shared catalog, the same catalog)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,10 @@ class DataDir:
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """Exclusive lock for writers, so two indexers never interleave their saves."""
+        """Exclusive lock for writers, so two indexers never interleave their saves: a file lock
+        in the data directory, plus the catalog's own lock when it is shared (PostgreSQL)."""
+        from indexer.catalog.locking import CatalogLocked, catalog_writer_lock
+
         self.ensure()
         with open(self.root / "writer.lock", "a+") as handle:
             try:
@@ -72,7 +75,11 @@ class DataDir:
                 handle.truncate()
                 handle.write(str(os.getpid()))
                 handle.flush()
-                yield
+                try:
+                    with catalog_writer_lock(self.catalog_url):
+                        yield
+                except CatalogLocked as exc:
+                    raise DataDirLocked(str(exc)) from exc
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 

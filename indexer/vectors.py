@@ -94,7 +94,7 @@ def _pq_subquantizers(dim: int) -> int:
     return max(m for m in range(1, target + 1) if dim % m == 0)
 
 
-def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
+def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     if matrix.ndim == 1:
         matrix = matrix[None, :]
@@ -103,8 +103,19 @@ def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     return matrix
 
 
-def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
+def as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+def checked_entries(ids: np.ndarray | list[int], vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) as int64 and float32 (n, dim) arrays, after the checks every store makes."""
+    id_array = as_ids(ids)
+    matrix = as_matrix(vectors, dim)
+    if len(id_array) != len(matrix):
+        raise ValueError(f"{len(id_array)} ids for {len(matrix)} vectors")
+    if (id_array < 0).any():
+        raise ValueError("ids must be non-negative catalog ids")
+    return id_array, matrix
 
 
 def _new_index(dim: int, kind: str, training: np.ndarray | None = None) -> faiss.IndexIDMap2:
@@ -246,13 +257,13 @@ class VectorStore:
         """An empty store. ivfpq trains on `training` (a sample of the collection, see
         `ivfpq_training_size`), or else on the first vectors added."""
         if training is not None:
-            training = _as_matrix(training, dim)
+            training = as_matrix(training, dim)
         return cls(_new_index(dim, kind, training), kind)
 
     @classmethod
     def build(cls, ids: np.ndarray | list[int], vectors: np.ndarray, kind: str) -> VectorStore:
         """A store of `kind` holding `vectors`; ivfpq trains on a sample of them."""
-        matrix = _as_matrix(vectors, vectors.shape[-1])
+        matrix = as_matrix(vectors, vectors.shape[-1])
         training = _sample(matrix, ivfpq_training_size(len(matrix), matrix.shape[1])) if kind == "ivfpq" else None
         store = cls.empty(matrix.shape[1], kind, training)
         store.add(ids, matrix)
@@ -314,12 +325,7 @@ class VectorStore:
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
         self._check_writable()
-        id_array = _as_ids(ids)
-        matrix = _as_matrix(vectors, self.dim)
-        if len(id_array) != len(matrix):
-            raise ValueError(f"{len(id_array)} ids for {len(matrix)} vectors")
-        if (id_array < 0).any():
-            raise ValueError("ids must be non-negative catalog ids")
+        id_array, matrix = checked_entries(ids, vectors, self.dim)
         if not len(id_array):
             return
         if not self.is_trained:
@@ -330,7 +336,7 @@ class VectorStore:
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         self._check_writable()
-        id_array = _as_ids(ids)
+        id_array = as_ids(ids)
         if not len(id_array) or not len(self):
             return 0
         if self.kind == "flat":
@@ -363,7 +369,7 @@ class VectorStore:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores, ids), each (n, k); missing slots have id -1."""
-        matrix = _as_matrix(queries, self.dim)
+        matrix = as_matrix(queries, self.dim)
         k = max(1, min(int(k), max(len(self), 1)))
         if not len(self):
             return np.full((len(matrix), k), -np.inf, dtype=np.float32), np.full((len(matrix), k), -1, dtype=np.int64)

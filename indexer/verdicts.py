@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.vectors import VectorStore
+from indexer.vector_stores.protocol import VectorStore
 
 # Cohort of at most this many vectors: mu and sigma of a 1,000-sample are within a few
 # thousandths of the whole collection's, and cost one (k, 1000) product per request.

@@ -27,7 +27,8 @@ from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from indexer.model.card import ModelCard
 from indexer.model.whitening import Whitening
 from indexer.pipeline.reading import model_pixels
-from indexer.vectors import VectorStore
+from indexer.vector_stores.choice import open_location
+from indexer.vector_stores.protocol import VectorLocation, VectorStore
 from indexer.verdicts import RULE_SETTING, Verdict, VerdictJudge, VerdictRule
 from search.explaining import PairExplanation
 from search.index_snapshot import IndexSnapshot, IndexWatcher
@@ -51,6 +52,11 @@ def model_key(card: ModelCard, whitening: Whitening | None = None) -> str:
     whitening after it: keys query caches, and says which embedding a fitted verdict rule is for."""
     identity = {**card.identity(), "whitening": whitening.digest() if whitening is not None else None}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def store_whitening(store: VectorStore | None) -> Whitening | None:
+    """The transform the store's vectors went through (stores that cannot carry one have none)."""
+    return getattr(store, "whitening", None)
 
 
 class IndexNotReady(RuntimeError):
@@ -108,24 +114,30 @@ class UploadedQuery:
 
 class SearchEngine:
     def __init__(self, datadir: DataDir, catalog: Catalog, watcher: IndexWatcher, models: ModelHost,
-                 upload_max_pixels: int = DEFAULT_MAX_PIXELS, display_side: int = DEFAULT_DISPLAY_SIDE) -> None:
+                 upload_max_pixels: int = DEFAULT_MAX_PIXELS, display_side: int = DEFAULT_DISPLAY_SIDE,
+                 location: VectorLocation | None = None) -> None:
         self.datadir = datadir
         self.catalog = catalog
         self.watcher = watcher
         self.models = models
         self.upload_max_pixels = upload_max_pixels
         self.display_side = display_side
+        self.location = location
 
     @classmethod
     def open(cls, datadir: DataDir, device: str = "cpu", upload_max_pixels: int = DEFAULT_MAX_PIXELS,
              display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0) -> SearchEngine:
         """Opens the catalog now; the index is read on first use and the model on first embedding."""
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
-        watcher = IndexWatcher(datadir.vectors_path, catalog.active_model, check_interval_s)
-        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device), upload_max_pixels, display_side)
+        location = open_location(datadir, catalog)
+        watcher = IndexWatcher(location, catalog.active_model, check_interval_s)
+        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device), upload_max_pixels, display_side,
+                   location)
 
     def close(self) -> None:
         self.models.close()
+        if self.location is not None:
+            self.location.close()
         self.catalog.engine.dispose()
 
     # ------------------------------------------------------------------ state
@@ -134,7 +146,7 @@ class SearchEngine:
     def model_key(self) -> str:
         """model_key() of the model (and whitening) behind the served index."""
         snapshot = self.snapshot()
-        return model_key(snapshot.card, snapshot.store.whitening)  # type: ignore[arg-type,union-attr]  # ready
+        return model_key(snapshot.card, store_whitening(snapshot.store))  # type: ignore[arg-type]  # ready
 
     def verdict_rule(self) -> VerdictRule:
         """The collection's rule: one fitted on its labels for this embedding, else the default."""
@@ -153,7 +165,7 @@ class SearchEngine:
 
     def final_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Branch vectors as the index holds them: through its whitening, if it has one."""
-        whitening = self.snapshot().store.whitening  # type: ignore[union-attr]  # ready
+        whitening = store_whitening(self.snapshot().store)
         return whitening.apply(vectors) if whitening is not None else vectors
 
     def snapshot(self) -> IndexSnapshot:
@@ -181,7 +193,7 @@ class SearchEngine:
         snapshot = self.snapshot()
         assert snapshot.card is not None and snapshot.store is not None
         return self.models.explain(snapshot.card, query.pixels, torch.stack([hit.pixels for hit in hits]),
-                                   snapshot.store.whitening, self.judge())
+                                   store_whitening(snapshot.store), self.judge())
 
     # ---------------------------------------------------------------- queries
 

@@ -12,7 +12,7 @@ from indexer.datadir import DataDir
 from indexer.model.branch import SiameseBranch
 from indexer.model.loading import ModelRequest, build_branch, load_checkpoint, load_for_card
 from indexer.model.whitening import Whitening
-from indexer.vectors import VectorStore
+from indexer.vector_stores.choice import open_location
 from indexer.verdicts import Cohort, VerdictJudge
 
 
@@ -36,14 +36,18 @@ def collection_context(datadir: DataDir, branch: SiameseBranch) -> tuple[Whiteni
     branch's model, so `whysim explain` scores and judges a pair as search would; else (None, None):
     raw cosine and the model card's cut."""
     card = active_model_card(datadir)
-    if card is None or card.identity() != branch.card.identity() or not datadir.vectors_path.exists():
-        return None, None
-    store = VectorStore.load(datadir.vectors_path)
-    if not len(store):
+    if card is None or card.identity() != branch.card.identity():
         return None, None
     engine = open_catalog_engine(datadir.catalog_url)
     try:
-        rule = stored_rule(Catalog(engine), card)
+        catalog = Catalog(engine)
+        location = open_location(datadir, catalog)
+        try:
+            store = location.load() if location.exists() else None
+            if store is None or not len(store):
+                return None, None
+            return getattr(store, "whitening", None), VerdictJudge(Cohort.of_store(store), stored_rule(catalog, card))
+        finally:
+            location.close()
     finally:
         engine.dispose()
-    return store.whitening, VerdictJudge(Cohort.of_store(store), rule)

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.datadir import DataDir
+from indexer.datadir import CATALOG_URL_ENV, DataDir
+from indexer.vector_stores.choice import VECTOR_STORE_ENV
+from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples" / "flowers"
@@ -60,9 +63,96 @@ def make_collection(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run (skips, saying why, without the binaries)."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server for the catalog tests: {exc}")
+    yield server
+    server.stop()
+
+
+CATALOG_BACKENDS = ["sqlite", "postgres"]
+# Catalog and vector store of the indexer suites: the catalogs with FAISS, and Milvus Lite with
+# a PostgreSQL catalog (the pairing for more than one machine; each part is independent).
+STORAGE = {"sqlite": ("sqlite", "faiss"), "postgres": ("postgres", "faiss"), "postgres-milvus": ("postgres", "milvus")}
+FAISS_STORAGE = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=list(STORAGE))
+def storage(request: pytest.FixtureRequest) -> str:
+    """The test's catalog + vector store; a test for FAISS files alone narrows it with
+    `@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)`."""
+    return request.param
+
+
 @pytest.fixture
-def datadir(tmp_path: Path) -> DataDir:
-    return DataDir(tmp_path / "data")
+def new_catalog_url(request: pytest.FixtureRequest, storage: str) -> Callable[[], str | None]:
+    """Makes catalogs of the test's backend: None (SQLite inside each data directory) or the
+    URL of a fresh database on the session's PostgreSQL server, dropped after the test."""
+    if STORAGE[storage][0] == "sqlite":
+        return lambda: None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+
+    def create() -> str:
+        name = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        return server.url(name)
+
+    return create
+
+
+def vector_store_option(storage: str, place: Path) -> str | None:
+    """The --vector-store value of a setup, with its Milvus Lite file under `place`."""
+    return f"milvus:{place / 'milvus' / 'vectors.db'}" if STORAGE[storage][1] == "milvus" else None
+
+
+@pytest.fixture
+def vector_store(storage: str, tmp_path: Path) -> str | None:
+    """The test's --vector-store value (None: FAISS in the data directory)."""
+    return vector_store_option(storage, tmp_path)
+
+
+@pytest.fixture
+def catalog_url(new_catalog_url: Callable[[], str | None], vector_store: str | None,
+                monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The test's catalog: None for SQLite inside the data directory, else a PostgreSQL URL.
+
+    The URL goes into $WHYSIM_CATALOG_URL and the vector store into $WHYSIM_VECTOR_STORE, so
+    every `whysim` command a test runs (in process or as a child process) uses them, exactly
+    as for a user who exported them.
+    """
+    url = new_catalog_url()
+    for name, value in ((CATALOG_URL_ENV, url), (VECTOR_STORE_ENV, vector_store)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return url
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One local Ray cluster on two CPUs for the whole run (starting one takes ~25 s here);
+    in-process runs join it, child processes get its address (--ray-address)."""
+    import ray
+
+    from indexer.pipeline.ray_engine import QUIET_RAY_ENV
+
+    for name, value in QUIET_RAY_ENV.items():
+        os.environ.setdefault(name, value)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def datadir(tmp_path: Path, catalog_url: str | None) -> DataDir:
+    return DataDir(tmp_path / "data", catalog_url)
 
 
 @pytest.fixture

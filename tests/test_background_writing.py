@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import FAISS_STORAGE
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog
 from indexer.catalog.schema import ImageStatus
@@ -15,6 +16,7 @@ from indexer.datadir import DataDir
 from indexer.pipeline.background_writing import BackgroundChunkWriter
 from indexer.pipeline.planning import WorkItem
 from indexer.pipeline.reading import ReadResult
+from indexer.vector_stores.faiss_location import FaissLocation
 from indexer.vectors import VectorStore
 from webui.cli import cli
 
@@ -35,9 +37,10 @@ def record(writer: BackgroundChunkWriter, items: list[WorkItem]) -> None:
         writer.maybe_flush()
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_every_chunk_lands_in_both_stores(datadir: DataDir) -> None:
     catalog, items = pending_items(datadir, 50)
-    writer = BackgroundChunkWriter(catalog, VectorStore.empty(8), datadir.vectors_path, chunk_size=3)
+    writer = BackgroundChunkWriter(catalog, VectorStore.empty(8), FaissLocation(datadir.vectors_path), chunk_size=3)
     record(writer, items)
     writer.flush()
     writer.close()
@@ -45,17 +48,19 @@ def test_every_chunk_lands_in_both_stores(datadir: DataDir) -> None:
     assert set(on_disk.ids().tolist()) == catalog.ids_with_status(ImageStatus.INDEXED) == {i.image_id for i in items}
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_a_failed_write_surfaces_on_the_indexing_thread(datadir: DataDir, tmp_path: Path) -> None:
     catalog, items = pending_items(datadir, 6)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    writer = BackgroundChunkWriter(catalog, VectorStore.empty(8), blocker / "vectors.faiss", chunk_size=2)
+    writer = BackgroundChunkWriter(catalog, VectorStore.empty(8), FaissLocation(blocker / "vectors.faiss"), chunk_size=2)
     with pytest.raises(OSError):
         record(writer, items)
         writer.close()
     assert catalog.ids_with_status(ImageStatus.INDEXED) == set()  # rows never precede their vectors
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_index_with_one_image_chunks(make_collection, datadir: DataDir) -> None:
     root = make_collection({"blobs": 5, "stripes": 5})
     result = CliRunner().invoke(cli, ["index", str(root), "--data-dir", str(datadir.root), "--chunk-size", "1",

@@ -16,6 +16,12 @@ from indexer.datadir import DataDir
 
 
 @pytest.fixture
+def catalog_url() -> None:
+    """SQLite only: WAL and the busy timeout are SQLite's; PostgreSQL has MVCC and row locks."""
+    return None
+
+
+@pytest.fixture
 def catalog(datadir: DataDir) -> Iterator[Catalog]:
     engine = open_catalog_engine(datadir.ensure().catalog_url)
     opened = Catalog(engine)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAISS_STORAGE
 from indexer.datadir import DataDir
-from whysim_cli import SMALL, index_json, snapshot, whysim, whysim_json
+from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysim_json
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
               "images_per_second", "vectors", "index_type", "whitening", "model"}
 STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "whitening", "status",
-              "collections", "disk_bytes"}
+              "collections", "vector_store", "disk_bytes"}
 
 
 def test_json_outputs_have_the_documented_keys(make_collection, datadir) -> None:
@@ -87,14 +87,8 @@ def start_indexing(root: Path, datadir: DataDir) -> subprocess.Popen[str]:
 
 
 def indexed_rows(datadir: DataDir) -> int:
-    path = datadir.root / "catalog.sqlite3"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
-        try:
-            return connection.execute("SELECT count(*) FROM images WHERE status = 'indexed'").fetchone()[0]
-        except sqlite3.OperationalError:  # schema not created yet
-            return 0
+    rows = catalog_query(datadir, "SELECT count(*) FROM images WHERE status = 'indexed'")
+    return rows[0][0] if rows else 0
 
 
 def stop_mid_run(process: subprocess.Popen[str], datadir: DataDir, signum: int, after: int) -> int:
@@ -118,6 +112,8 @@ def thirty_images(make_collection) -> Path:
     return make_collection({"blobs": 15, "stripes": 15})
 
 
+# PostgreSQL + Milvus: tests/test_crash_consistency.py kills it at many more points.
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_kill_9_mid_run_then_resume(thirty_images, datadir) -> None:
     process = start_indexing(thirty_images, datadir)
     stop_mid_run(process, datadir, signal.SIGKILL, after=2)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
 
 from indexer.datadir import DataDir
-from indexer.vectors import VectorStore
 from webui.cli import cli
+from whysim_cli import live_store
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 
@@ -20,21 +19,21 @@ def run(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def neighbours(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    store = VectorStore.load(path)
-    ids = np.sort(store.ids())
-    queries = np.stack([store.reconstruct(int(i)) for i in ids])
-    return ids, store.search(queries, 3)[1]
+def neighbours(datadir: DataDir) -> tuple[np.ndarray, np.ndarray]:
+    with live_store(datadir) as (_, store):
+        ids = np.sort(store.ids())
+        queries = np.stack([store.reconstruct(int(i)) for i in ids])
+        return ids, store.search(queries, 3)[1]
 
 
 def test_compact_changes_type_and_keeps_ids_and_results(make_collection, datadir: DataDir) -> None:
     root = make_collection({"blobs": 6, "stripes": 6})
     run("index", str(root), "--data-dir", str(datadir.root), "--json", *SMALL)
-    ids_before, found_before = neighbours(datadir.vectors_path)
+    ids_before, found_before = neighbours(datadir)
 
     report = run("compact", "--data-dir", str(datadir.root), "--index-type", "hnsw", "--json")
     assert (report["index_type_before"], report["index_type"], report["vectors"]) == ("flat", "hnsw", 12)
-    ids_after, found_after = neighbours(datadir.vectors_path)
+    ids_after, found_after = neighbours(datadir)
     assert np.array_equal(ids_before, ids_after)
     assert np.array_equal(found_before[:, 0], found_after[:, 0])  # each image is its own nearest
     assert (found_before == found_after).mean() >= 0.9
@@ -49,9 +48,9 @@ def test_compact_changes_type_and_keeps_ids_and_results(make_collection, datadir
 def test_compact_drops_vectors_without_an_indexed_row(make_collection, datadir: DataDir) -> None:
     root = make_collection({"blobs": 4})
     run("index", str(root), "--data-dir", str(datadir.root), "--json", *SMALL)
-    store = VectorStore.load(datadir.vectors_path)
-    store.add([10_000], store.reconstruct(int(store.ids()[0]))[None, :])  # as if a crash left it
-    store.save(datadir.vectors_path)
+    with live_store(datadir) as (location, store):
+        store.add([10_000], store.reconstruct(int(store.ids()[0]))[None, :])  # as if a crash left it
+        location.save(store)
     report = run("compact", "--data-dir", str(datadir.root), "--json")
     assert report["orphans_removed"] == 1 and report["vectors"] == 4
 

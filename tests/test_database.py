@@ -29,3 +29,17 @@ def test_opening_twice_is_idempotent_and_sqlite_is_configured(tmp_path: Path) ->
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+
+
+def test_migrations_match_the_orm_models_on_postgresql(postgres_server) -> None:
+    name = postgres_server.create_database()
+    try:
+        engine = open_catalog_engine(postgres_server.url(name))
+        open_catalog_engine(postgres_server.url(name)).dispose()  # a second upgrade is a no-op
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert differences == []
+        engine.dispose()
+    finally:
+        postgres_server.drop_database(name)

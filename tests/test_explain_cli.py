@@ -5,11 +5,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from conftest import encode, make_picture
 from webui.cli import cli
+
+
+@pytest.fixture
+def catalog_url() -> None:
+    """SQLite only: these commands use the catalog just to find the index's model."""
+    return None
+
 
 SMALL = ["--input-size", "64"]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import encode, make_picture
+from conftest import FAISS_STORAGE, encode, make_picture
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog
 from indexer.imaging import DEFAULT_MAX_PIXELS
@@ -174,10 +174,10 @@ def test_a_failed_file_is_retried_once_it_is_fixed(tmp_path: Path, datadir) -> N
     snapshot(datadir).assert_consistent()
 
 
-def test_interruption_keeps_what_was_saved_and_a_rerun_finishes(make_collection, datadir) -> None:
+def test_interruption_keeps_what_was_saved_and_a_rerun_finishes(make_collection, datadir, vector_store) -> None:
     root = make_collection({"blobs": 6, "stripes": 6})
     branch = build_branch(ModelRequest(input_size=64))
-    options = IndexOptions(batch_size=2, chunk_size=4, workers=0, progress=False)
+    options = IndexOptions(batch_size=2, chunk_size=4, workers=0, progress=False, vector_store=vector_store)
     seen = []
 
     def press_ctrl_c(done: int) -> None:
@@ -199,6 +199,7 @@ def test_interruption_keeps_what_was_saved_and_a_rerun_finishes(make_collection,
     snapshot(datadir).assert_consistent()
 
 
+@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)
 def test_an_unreadable_index_file_is_rebuilt_from_the_images(make_collection, datadir) -> None:
     root = make_collection()
     index_json(root, datadir)
@@ -213,9 +214,10 @@ def test_an_unreadable_index_file_is_rebuilt_from_the_images(make_collection, da
     assert not stale.exists()
 
 
-def test_a_crash_while_switching_models_never_mixes_their_vectors(make_collection, datadir, monkeypatch) -> None:
+def test_a_crash_while_switching_models_never_mixes_their_vectors(make_collection, datadir, vector_store,
+                                                                  monkeypatch) -> None:
     root = make_collection({"blobs": 3})
-    options = IndexOptions(workers=0, progress=False)
+    options = IndexOptions(workers=0, progress=False, vector_store=vector_store)
     IndexRun(root, datadir, options, build_branch(ModelRequest(input_size=64))).run()
 
     def crash(_catalog: Catalog) -> None:

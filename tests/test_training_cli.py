@@ -18,6 +18,13 @@ from indexer.training.splits import SPLITS, Split
 from indexer.vectors import VectorStore
 from webui.cli import cli
 
+
+@pytest.fixture
+def catalog_url() -> None:
+    """SQLite only: these commands use the catalog just to find the index's model."""
+    return None
+
+
 FAST = ["--input-size", "64", "--workers", "0", "--no-progress"]
 CLASSES = {"blobs": 10, "stripes": 10, "blobs_b": 10}
 

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, exc, pool, text
 
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog, ImageInfo
 from indexer.datadir import DataDir
+from indexer.vector_stores.choice import open_location
 from indexer.vectors import VectorStore
 from webui.cli import cli
 
@@ -60,10 +64,56 @@ class Snapshot:
                 assert by_id[info.duplicate_of_id].sha256 == info.sha256
 
 
+def catalog_query(datadir: DataDir, sql: str) -> list[tuple[Any, ...]]:
+    """Raw rows from the data directory's catalog (SQLite or PostgreSQL), as another process
+    sees them; [] while there is no catalog or no schema yet (a run killed at its start)."""
+    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+        return []
+    engine = create_engine(datadir.catalog_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    except (exc.OperationalError, exc.ProgrammingError):
+        return []  # the schema's transaction has not committed yet
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def live_store(datadir: DataDir) -> Iterator[tuple[Any, Any]]:
+    """(location, store) of the data directory, as the indexer opens them; closed afterwards."""
+    engine = open_catalog_engine(datadir.catalog_url)
+    location = open_location(datadir, Catalog(engine))
+    try:
+        yield location, location.load()
+    finally:
+        location.close()
+        engine.dispose()
+
+
+def stored_vectors(datadir: DataDir, catalog: Catalog) -> VectorStore | None:
+    """What the data directory's vector store holds, whatever engine holds it: the FAISS file
+    as saved, or an exact in-memory copy of a Milvus collection (whose client is then closed,
+    so that other processes can open a Milvus Lite file). None when nothing is stored yet."""
+    location = open_location(datadir, catalog)
+    try:
+        if not location.exists():
+            return None
+        store = location.load()
+        if isinstance(store, VectorStore):
+            return store
+        return VectorStore.build(store.ids(), store.vectors().reshape(-1, store.dim), "flat")
+    finally:
+        location.close()
+
+
 def snapshot(datadir: DataDir) -> Snapshot:
     engine = open_catalog_engine(datadir.catalog_url)
     try:
-        rows = Catalog(engine).list_images(status=None, limit=1_000_000)
+        catalog = Catalog(engine)
+        rows = catalog.list_images(status=None, limit=1_000_000)
+        store = stored_vectors(datadir, catalog)
     finally:
         engine.dispose()
-    return Snapshot({info.path: info for info in rows}, VectorStore.load(datadir.vectors_path))
+    assert store is not None, "nothing is stored in the vector store"
+    return Snapshot({info.path: info for info in rows}, store)

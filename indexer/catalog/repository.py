@@ -50,9 +50,19 @@ def _info(row: ImageRecord, root: str) -> ImageInfo:
                      row.height, row.label, row.status, row.error, row.duplicate_of_id)
 
 
+# Image ids are INTEGER columns: 64-bit in SQLite, 32-bit (serial) in PostgreSQL.
+MAX_ID_BY_DIALECT = {"postgresql": 2**31 - 1}
+MAX_ID = 2**63 - 1
+
+
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.max_id = MAX_ID_BY_DIALECT.get(engine.dialect.name, MAX_ID)
+
+    def _valid_ids(self, ids: Iterable[int]) -> list[int]:
+        """Ids the id column can hold: others name no image (and PostgreSQL refuses to compare them)."""
+        return [i for i in ids if 0 < i <= self.max_id]
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -193,12 +203,15 @@ class Catalog:
     # ----------------------------------------------------------------- readers
 
     def get_image(self, image_id: int) -> ImageInfo | None:
+        if not self._valid_ids([image_id]):
+            return None
         with self.session() as session:
             found = session.execute(select(ImageRecord, Collection.root).join(Collection)
                                     .where(ImageRecord.id == image_id)).first()
             return _info(found[0], found[1]) if found else None
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageInfo]:
+        ids = self._valid_ids(ids)
         if not ids:
             return {}
         with self.session() as session:

@@ -15,7 +15,8 @@ from indexer.datadir import DataDir
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.runner import INDEX_TYPE_SETTING
 from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
-from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind
+from indexer.vector_stores.choice import open_location
+from indexer.vectors import INDEX_KINDS, choose_index_kind
 
 
 @dataclass
@@ -43,22 +44,29 @@ def compact_index(datadir: DataDir, index_type: str | None = None, whitening: st
     whitening is refitted on today's vectors (`whitening` "auto" or "off" changes the choice)."""
     if index_type not in (None, "auto", *INDEX_KINDS):
         raise ValueError(f"unknown index type {index_type!r}")
-    if not datadir.vectors_path.exists():
-        raise FileNotFoundError(f"no vector index in {datadir.root}; run `whysim index` first")
     started = time.perf_counter()
     with datadir.writer_lock():
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
+        location = open_location(datadir, catalog)
         try:
-            store = VectorStore.load(datadir.vectors_path)
+            if not location.exists():
+                raise FileNotFoundError(f"no vector index in {location.description}; run `whysim index` first")
+            if index_type not in (None, "auto", *location.kinds):
+                raise ValueError(f"index type {index_type!r} is not available with the vector store "
+                                 f"{location.description}; choose {', '.join(('auto', *location.kinds))}")
+            store = location.load()
+            kind_before = store.kind
             repaired = reconcile(catalog, store)
             if index_type is not None:
                 catalog.set_setting(INDEX_TYPE_SETTING, None if index_type == "auto" else index_type)
             wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
             rewhitened = settle_whitening(catalog, store, remember_choice(catalog, whitening), always=True)
             rebuilt = rewhitened.converted(wanted) if rewhitened is not store else store.compacted(wanted)
-            rebuilt.save(datadir.vectors_path)
+            location.save(rebuilt)
+            vectors = len(rebuilt)
         finally:
+            location.close()
             catalog.engine.dispose()
-    return CompactReport(len(rebuilt), store.kind, rebuilt.kind, repaired.orphan_vectors_removed,
-                         round(time.perf_counter() - started, 3),
-                         rebuilt.whitening.digest() if rebuilt.whitening is not None else None)
+    whitened = getattr(rebuilt, "whitening", None)
+    return CompactReport(vectors, kind_before, rebuilt.kind, repaired.orphan_vectors_removed,
+                         round(time.perf_counter() - started, 3), whitened.digest() if whitened is not None else None)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -20,16 +22,19 @@ from indexer.imaging import DEFAULT_MAX_PIXELS
 from indexer.model.branch import SiameseBranch
 from indexer.model.card import ModelCard
 from indexer.model.loading import load_for_card, store_checkpoint_copy
-from indexer.model.whitening import Whitening
 from indexer.pipeline.background_writing import BackgroundChunkWriter
 from indexer.pipeline.embedding import Embedder, resolve_device
+from indexer.pipeline.outcomes import record_outcomes
 from indexer.pipeline.planning import WorkItem, plan_collection
-from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
+from indexer.pipeline.reading import (ImageFileDataset, ReadBatch, ReadRequest, ReadResult, collate_reads,
+                                      init_reader_worker)
 from indexer.pipeline.reconcile import reconcile
 from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
-from indexer.vectors import INDEX_KINDS, VectorStore, choose_index_kind, remove_stale_temp_files
+from indexer.vector_stores.choice import open_location, switches_store
+from indexer.vector_stores.protocol import VectorLocation, VectorStore
+from indexer.vectors import INDEX_KINDS, choose_index_kind
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ INDEX_TYPE_SETTING = "index_type"
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 256
 DECODERS = ("auto", "pil", "device")
+ENGINES = ("builtin", "ray")  # ray: read, decode and embed on a Ray cluster (indexer/pipeline/ray_engine.py)
 MAX_PASSES = 3
 
 
@@ -73,6 +79,9 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     whitening: str | None = None  # "auto" or "off"; None keeps the data directory's choice
     progress: bool = True
+    vector_store: str | None = None  # faiss, milvus:PATH.db, milvus://HOST:PORT/COLLECTION; None: as before
+    engine: str = "builtin"
+    ray_address: str | None = None  # None: the cluster this process joined, else a new local one
 
 
 @dataclass
@@ -142,21 +151,21 @@ def _open_model(catalog: Catalog, datadir: DataDir, requested: SiameseBranch | N
     return OpenedModel(requested.card, lambda: requested, fresh)
 
 
-def _open_store(datadir: DataDir, dim: int, fresh: bool) -> VectorStore:
+def _open_store(location: VectorLocation, dim: int, fresh: bool) -> VectorStore:
     """The saved store, or an empty one; `reconcile` then re-queues whatever has no vector."""
-    remove_stale_temp_files(datadir.vectors_path)
-    if not fresh and datadir.vectors_path.exists():
+    location.clean_up()
+    if not fresh and location.exists():
         try:
-            store = VectorStore.load(datadir.vectors_path)
+            store = location.load()
         except (RuntimeError, ValueError) as exc:
             # Saves are atomic, so only something outside whysim breaks the file; the images
             # are the source of truth, so embed them again rather than refuse to work.
             logger.warning("%s is unreadable (%s); every image will be embedded again",
-                           datadir.vectors_path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return VectorStore.empty(dim)
+                           location.description, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return location.empty(dim)
         if store.dim == dim:
             return store
-    return VectorStore.empty(dim)
+    return location.empty(dim)
 
 
 class IndexRun:
@@ -169,13 +178,14 @@ class IndexRun:
             raise ValueError(f"unknown index type {options.index_type!r}")
         if options.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {options.decoder!r}; choose one of {', '.join(DECODERS)}")
+        if options.engine not in ENGINES:
+            raise ValueError(f"unknown engine {options.engine!r}; choose one of {', '.join(ENGINES)}")
         self.root = root.resolve()
         self.datadir = datadir.ensure()
         self.options = options
         self.requested_model = requested_model
         self.on_progress = on_progress
         self.report = IndexReport()
-        self._whitening: Whitening | None = None  # the store's transform, applied to every new vector
 
     def run(self) -> IndexReport:
         with self.datadir.writer_lock():
@@ -186,22 +196,31 @@ class IndexRun:
         started = time.perf_counter()
         catalog = Catalog(open_catalog_engine(self.datadir.catalog_url))
         try:
-            self._run(catalog, started)
+            switched = switches_store(catalog, self.options.vector_store)
+            location = open_location(self.datadir, catalog, self.options.vector_store)
+            try:
+                self._run(catalog, location, started, switched)
+            finally:
+                location.close()
         finally:
             catalog.engine.dispose()
         return self.report
 
-    def _run(self, catalog: Catalog, started: float) -> None:
+    def _run(self, catalog: Catalog, location: VectorLocation, started: float, switched: bool) -> None:
         options, report = self.options, self.report
+        if options.index_type not in ("auto", *location.kinds):
+            raise ValueError(f"index type {options.index_type!r} is not available with the vector store "
+                             f"{location.description}; choose {', '.join(('auto', *location.kinds))}")
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
-        device = resolve_device(options.device)
+        if options.engine == "builtin":
+            resolve_device(options.device)  # refuse a missing CUDA device before touching anything
         whitening_choice = remember_choice(catalog, options.whitening)
-        store = _open_store(self.datadir, model.card.dim, model.fresh)
-        self._whitening = store.whitening
+        fresh = model.fresh or switched  # a store switched to starts empty and is filled again
+        store = _open_store(location, model.card.dim, fresh)
         repaired = reconcile(catalog, store)
-        report.repaired = repaired.orphan_vectors_removed + repaired.rows_reset
-        if repaired.changed or model.fresh:
-            store.save(self.datadir.vectors_path)
+        report.repaired = repaired.repairs
+        if repaired.changed or fresh:
+            location.save(store)
 
         collection_id = catalog.collection_id(self.root)
         assert collection_id is not None
@@ -210,15 +229,14 @@ class IndexRun:
         if plan.missing_ids and options.prune:
             report.removed = catalog.delete_images(plan.missing_ids)  # rows first: see reconcile
             store.remove(plan.missing_ids)
-            store.save(self.datadir.vectors_path)
+            location.save(store)
         else:
             report.missing = len(plan.missing_ids)
         if plan.new_files:
             catalog.add_pending(collection_id, [(f.path, f.size, f.mtime_ns, f.label) for f in plan.new_files])
 
-        writer = BackgroundChunkWriter(catalog, store, self.datadir.vectors_path, options.chunk_size,
-                                       options.flush_seconds)
-        embedder: Embedder | None = None
+        writer = BackgroundChunkWriter(catalog, store, location, options.chunk_size, options.flush_seconds)
+        run_pass: Callable[[list[WorkItem], ChunkWriter, Catalog], None] | None = None
         attempted: set[int] = set()
         changed = {item.image_id: item for item in plan.changed}
         embed_started = time.perf_counter()
@@ -227,12 +245,12 @@ class IndexRun:
                 work = self._work_items(catalog, collection_id, changed, attempted)
                 if not work:
                     break
-                if embedder is None:
-                    embedder = Embedder(model.load(), device)
+                if run_pass is None:
+                    run_pass = self._pass_runner(model.load())
                     embed_started = time.perf_counter()
                 attempted.update(item.image_id for item in work)
                 changed = {}
-                self._embed_pass(work, embedder, writer, catalog)
+                run_pass(work, writer, catalog)
         except KeyboardInterrupt:
             writer.flush()
             self._finish(writer, store, catalog, started, embed_started, model.card)
@@ -240,7 +258,7 @@ class IndexRun:
         finally:
             writer.close()
         writer.flush()
-        store = self._settle_store(catalog, writer.store, whitening_choice)
+        store = self._settle_store(catalog, location, writer.store, whitening_choice)
         self._finish(writer, store, catalog, started, embed_started, model.card)
 
     def _work_items(self, catalog: Catalog, collection_id: int, changed: dict[int, WorkItem],
@@ -279,52 +297,64 @@ class IndexRun:
         return DeviceBatchReader(requests, embedder.branch.input_size, batch_size, embedder.device,
                                  self.options.max_pixels, self.options.read_threads)
 
-    def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
-        by_id = {item.image_id: item for item in work}
-        batch_size = self.options.batch_size or (CUDA_BATCH_SIZE if embedder.device.type == "cuda" else CPU_BATCH_SIZE)
-        bar = tqdm(total=len(work), unit="img", desc="embedding", disable=not self.options.progress,
+    def _pass_runner(self, branch: SiameseBranch) -> Callable[[list[WorkItem], ChunkWriter, Catalog], None]:
+        """The embedding pass of the chosen engine, with its model ready."""
+        if self.options.engine == "ray":
+            return lambda work, writer, catalog: self._ray_pass(work, branch, writer, catalog)
+        embedder = Embedder(branch, resolve_device(self.options.device))
+        return lambda work, writer, catalog: self._embed_pass(work, embedder, writer, catalog)
+
+    @contextmanager
+    def _progress(self, total: int) -> Iterator[Callable[[int], None]]:
+        bar = tqdm(total=total, unit="img", desc="embedding", disable=not self.options.progress,
                    dynamic_ncols=True, smoothing=0.1)
+
+        def advance(done: int) -> None:
+            bar.update(done)
+            if self.on_progress:
+                self.on_progress(done)
+
         try:
-            for batch in self._batches(work, embedder, batch_size):
-                self._handle_batch(batch, by_id, embedder, writer, catalog)
-                writer.maybe_flush()
-                bar.update(len(batch.results))
-                if self.on_progress:
-                    self.on_progress(len(batch.results))
+            yield advance
         finally:
             bar.close()
 
+    def _batch_size_for(self, device_type: str) -> int:
+        return self.options.batch_size or (CUDA_BATCH_SIZE if device_type == "cuda" else CPU_BATCH_SIZE)
+
+    def _embed_pass(self, work: list[WorkItem], embedder: Embedder, writer: ChunkWriter, catalog: Catalog) -> None:
+        by_id = {item.image_id: item for item in work}
+        batch_size = self._batch_size_for(embedder.device.type)
+        with self._progress(len(work)) as advance:
+            for batch in self._batches(work, embedder, batch_size):
+                self._handle_batch(batch, by_id, embedder, writer, catalog)
+                writer.maybe_flush()
+                advance(len(batch.results))
+
+    def _ray_pass(self, work: list[WorkItem], branch: SiameseBranch, writer: ChunkWriter, catalog: Catalog) -> None:
+        from indexer.pipeline.ray_engine import run_ray_pass  # imports Ray: only for --engine ray
+
+        by_id = {item.image_id: item for item in work}
+        requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
+        with self._progress(len(work)) as advance:
+            def handle(results: list[ReadResult], vectors: np.ndarray) -> None:
+                record_outcomes(results, lambda rows: vectors[rows], by_id, writer, catalog)
+                writer.maybe_flush()
+                advance(len(results))
+
+            run_ray_pass(requests, branch, self.options.ray_address, branch.input_size, self.options.max_pixels,
+                         self._batch_size_for, self.options.device, self.options.chunk_size, handle)
+
     def _handle_batch(self, batch: ReadBatch, by_id: dict[int, WorkItem], embedder: Embedder,
                       writer: ChunkWriter, catalog: Catalog) -> None:
-        ok = [r for r in batch.results if r.error is None]
-        known = catalog.canonical_by_sha(r.sha256 for r in ok if r.sha256)
-        keep_rows: list[int] = []
-        to_embed = []
-        for row, result in enumerate(ok):
-            item = by_id[result.image_id]
-            sha = result.sha256 or ""
-            if (sha == item.previous_sha and item.previous_status == ImageStatus.INDEXED.value):
-                writer.unchanged(item)
-                continue
-            canonical = writer.shas_this_run.get(sha) or known.get(sha)
-            if canonical is not None and canonical != item.image_id:
-                writer.duplicate(item, result, canonical)
-                continue
-            writer.shas_this_run[sha] = item.image_id  # later copies in this batch are duplicates
-            keep_rows.append(row)
-            to_embed.append((item, result))
-        for result in batch.results:
-            if result.error is not None:
-                writer.failed(by_id[result.image_id], result)
-        if to_embed and batch.pixels is not None:
-            everything = len(keep_rows) == len(batch.pixels)
-            vectors = embedder(batch.pixels if everything else batch.pixels[keep_rows])
-            if self._whitening is not None:
-                vectors = self._whitening.apply(vectors)
-            for (item, result), vector in zip(to_embed, vectors):
-                writer.indexed(item, result, vector)
+        def embed(rows: list[int]) -> np.ndarray:
+            assert batch.pixels is not None  # rows are error-free results, whose pixels are stacked
+            return embedder(batch.pixels if len(rows) == len(batch.pixels) else batch.pixels[rows])
 
-    def _settle_store(self, catalog: Catalog, store: VectorStore, whitening_choice: str) -> VectorStore:
+        record_outcomes(batch.results, embed, by_id, writer, catalog)
+
+    def _settle_store(self, catalog: Catalog, location: VectorLocation, store: VectorStore,
+                      whitening_choice: str) -> VectorStore:
         """Fits or refits the collection's whitening when the policy says so, then converts the
         index to the wanted type; saves once if either changed the store."""
         settled = settle_whitening(catalog, store, whitening_choice)
@@ -333,7 +363,7 @@ class IndexRun:
         wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(settled))
         settled = settled.converted(wanted)
         if settled is not store:
-            settled.save(self.datadir.vectors_path)
+            location.save(settled)
         return settled
 
     def _finish(self, writer: ChunkWriter, store: VectorStore, catalog: Catalog, started: float,

@@ -80,6 +80,8 @@ def fitted_on(catalog: Catalog, store: VectorStore) -> int:
 
 def wanted_refit(catalog: Catalog, store: VectorStore, choice: str, always: bool = False) -> bool | None:
     """True: fit a new transform; False: drop it; None: keep the store as it is."""
+    if not hasattr(store, "rewhitened"):
+        return None  # a store that cannot carry a transform atomically with its vectors (Milvus)
     if choice == "off":
         return False if store.whitening is not None else None
     if len(store) < MIN_VECTORS:

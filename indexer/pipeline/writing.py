@@ -1,21 +1,19 @@
 """Write stage: outcomes go to the vector store and the catalog together, chunk by chunk.
 
-Each flush removes stale vectors, adds new ones and saves the store atomically, then commits
+Each flush removes stale vectors, adds new ones and saves the store (a new whole generation), then commits
 the matching catalog rows. See `reconcile` for why this order survives a crash at any point.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
 from indexer.catalog.repository import Catalog
 from indexer.catalog.schema import ImageStatus
 from indexer.pipeline.planning import WorkItem
 from indexer.pipeline.reading import ReadResult
-from indexer.vectors import VectorStore
+from indexer.vector_stores.protocol import VectorLocation, VectorStore
 
 
 @dataclass
@@ -38,11 +36,11 @@ class PendingChunk:
 
 
 class ChunkWriter:
-    def __init__(self, catalog: Catalog, store: VectorStore, store_path: Path,
+    def __init__(self, catalog: Catalog, store: VectorStore, location: VectorLocation,
                  chunk_size: int = 1024, flush_seconds: float = 30.0) -> None:
         self.catalog = catalog
         self.store = store
-        self.store_path = store_path
+        self.location = location
         self.chunk_size = chunk_size
         self.flush_seconds = flush_seconds
         self.counts = WriteCounts()
@@ -121,7 +119,7 @@ class ChunkWriter:
                 self.store.remove(np.fromiter(pending.remove, dtype=np.int64))
             if pending.ids:
                 self.store.add(np.asarray(pending.ids, dtype=np.int64), np.stack(pending.vectors))
-            self.store.save(self.store_path)
+            self.location.save(self.store)
         self.catalog.record_results(pending.rows)
         # Copies of an image whose bytes changed are no longer copies: embed them on their own.
         orphaned_copies = self.catalog.stale_duplicates(pending.content_changed)

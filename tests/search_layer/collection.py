@@ -38,7 +38,17 @@ def build_collection(root: Path) -> Path:
     return root
 
 
+def catalog_option(datadir: DataDir) -> list[str]:
+    """`--catalog-url URL` when the data directory's catalog is not its own SQLite file."""
+    return ["--catalog-url", datadir.catalog_url_override] if datadir.catalog_url_override else []
+
+
+def location(datadir: DataDir) -> list[str]:
+    """The command-line options naming this data directory and its catalog."""
+    return ["--data-dir", str(datadir.root), *catalog_option(datadir)]
+
+
 def run_index(root: Path, datadir: DataDir) -> None:
-    result = CliRunner().invoke(cli, ["index", str(root), "--data-dir", str(datadir.root), *SMALL_MODEL],
+    result = CliRunner().invoke(cli, ["index", str(root), *location(datadir), *SMALL_MODEL],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -13,6 +13,8 @@ from flask.testing import FlaskClient
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog, ImageInfo
 from indexer.datadir import DataDir
+from conftest import CATALOG_BACKENDS
+from postgres_server import PostgresServer
 from search.engine import SearchEngine
 from search_layer.collection import build_collection, run_index
 from webui.app import create_app
@@ -24,9 +26,14 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_collection(tmp_path_factory.mktemp("search") / "photos")
 
 
-@pytest.fixture(scope="session")
-def built_index(tmp_path_factory: pytest.TempPathFactory, collection: Path) -> DataDir:
-    datadir = DataDir(tmp_path_factory.mktemp("index") / "data")
+@pytest.fixture(scope="session", params=CATALOG_BACKENDS)
+def built_index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, collection: Path) -> DataDir:
+    """The shared index, once with a SQLite catalog and once with a PostgreSQL one."""
+    url = None
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.url(server.create_database("api"))
+    datadir = DataDir(tmp_path_factory.mktemp("index") / "data", url)
     run_index(collection, datadir)
     return datadir
 
@@ -42,9 +49,15 @@ def images(built_index: DataDir) -> dict[str, ImageInfo]:
 
 
 @pytest.fixture
-def index_copy(built_index: DataDir, tmp_path: Path) -> DataDir:
-    """A private copy of the built index (same collection), safe to change."""
-    copy = DataDir(tmp_path / "data-copy")
+def index_copy(request: pytest.FixtureRequest, built_index: DataDir, tmp_path: Path) -> DataDir:
+    """A private copy of the built index (same collection, same kind of catalog), safe to change."""
+    url = built_index.catalog_url_override
+    if url is not None:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = server.copy_database(server.database_of(url))
+        request.addfinalizer(lambda: server.drop_database(name))
+        url = server.url(name)
+    copy = DataDir(tmp_path / "data-copy", url)
     shutil.copytree(built_index.root, copy.root, ignore=shutil.ignore_patterns("thumbnails", "writer.lock"))
     return copy
 
@@ -62,7 +75,7 @@ def make_app() -> Callable[..., Flask]:
         # These tests call the API hundreds of times from one address: per-client rate limits off,
         # unless a test turns them on (test_fair_use.py does).
         return create_app({"TESTING": True, "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_RATE_LIMITS": False,
-                           **config})
+                           "WHYSIM_CATALOG_URL": datadir.catalog_url_override, **config})
 
     return build
 

@@ -51,9 +51,9 @@ def test_status_reads_idle_before_any_refresh(make_app, built_index) -> None:
 
 
 @pytest.fixture
-def small_index(make_collection, tmp_path: Path) -> tuple[Path, DataDir]:
+def small_index(make_collection, tmp_path: Path, catalog_url: str | None) -> tuple[Path, DataDir]:
     root = make_collection({"blobs": 3, "stripes": 3}, name="refreshable")
-    datadir = DataDir(tmp_path / "refresh-data")
+    datadir = DataDir(tmp_path / "refresh-data", catalog_url)
     run_index(root, datadir)
     return root, datadir
 
@@ -95,10 +95,13 @@ def test_refresh_indexes_new_files_and_prunes_gone_ones(make_app, small_index) -
     assert client.get("/api/stats").json["vectors"] == 7
 
 
-def test_refresh_is_409_while_another_writer_holds_the_data_directory(make_app, small_index) -> None:
+def test_refresh_is_409_while_another_writer_holds_the_data_directory(make_app, small_index, tmp_path) -> None:
     _, datadir = small_index
     client = make_app(datadir, WHYSIM_ADMIN_TOKEN=TOKEN).test_client()
-    with datadir.writer_lock():  # what a running `whysim index` holds
+    # A shared (PostgreSQL) catalog is locked for writers on every machine: the writer here
+    # works in a data directory of its own, as `whysim index` on another host would.
+    holder = DataDir(tmp_path / "other-host", datadir.catalog_url_override) if datadir.catalog_url_override else datadir
+    with holder.writer_lock():  # what a running `whysim index` holds
         assert_json_error(client.post("/api/index/refresh", headers=BEARER), 409, "another whysim process")
     assert client.post("/api/index/refresh", headers=BEARER).status_code == 202
     assert wait_for_job(client)["state"] == "succeeded"

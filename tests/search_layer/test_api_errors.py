@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import create_engine, pool, text
 
 from conftest import encode, make_picture
 from indexer.datadir import DataDir
@@ -98,8 +98,10 @@ def test_no_index_is_503(make_app, tmp_path) -> None:
 def test_a_crash_is_a_json_500(make_app, index_copy) -> None:
     client = make_app(index_copy).test_client()
     assert client.get("/api/images/1").status_code == 200
-    with sqlite3.connect(index_copy.root / "catalog.sqlite3") as connection:
-        connection.execute("DROP TABLE images")  # the catalog is broken underneath the server
+    broken = create_engine(index_copy.catalog_url, poolclass=pool.NullPool)
+    with broken.begin() as connection:
+        connection.execute(text("DROP TABLE images"))  # the catalog is broken underneath the server
+    broken.dispose()
     assert_json_error(client.get("/api/images/1"), 500, "internal server error")
 
 

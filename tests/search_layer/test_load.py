@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.http_load import whysim_server
 from benchmarks.locust_run import run_locust, write_workload
+from search_layer.collection import catalog_option
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ def test_concurrent_searches_uploads_and_explanations_have_no_errors(built_index
                                                                      tmp_path: Path) -> None:
     workload = write_workload(tmp_path / "workload.json", indexed_ids(images),
                               sorted((collection / "blobs").glob("*.jpg")), k=5)
-    with whysim_server(built_index.root, "--production", "--threads", "4", "--no-rate-limits") as server:
+    with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "4", "--no-rate-limits") as server:
         run = run_locust(server.base_url, workload, tmp_path / "mixed", users=4, seconds=5,
                          user_classes=("MixedUser",), max_requests=5000)
         health = server.get_json("/api/health")
@@ -34,7 +35,7 @@ def test_concurrent_searches_uploads_and_explanations_have_no_errors(built_index
 
 def test_a_flooding_client_gets_429_and_the_searchers_beside_it_do_not(built_index, images, tmp_path: Path) -> None:
     workload = write_workload(tmp_path / "workload.json", indexed_ids(images), [], k=5)
-    with whysim_server(built_index.root, "--production", "--threads", "4", "--trusted-proxies", "1",
+    with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "4", "--trusted-proxies", "1",
                        "--explain-limit", "2/minute") as server:
         server.get_json("/api/health")
         run = run_locust(server.base_url, workload, tmp_path / "fair", users=3, seconds=8,

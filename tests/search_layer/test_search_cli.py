@@ -6,6 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+from search_layer.collection import location
 from webui.cli import cli
 
 
@@ -15,7 +16,7 @@ def search(*args: str) -> Result:
 
 def test_table_lists_k_hits_without_the_query(built_index, collection, images) -> None:
     query = images["blobs/blobs_001.jpg"]
-    result = search(str(collection / query.path), "-k", "4", "--data-dir", str(built_index.root))
+    result = search(str(collection / query.path), "-k", "4", *location(built_index))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["rank", "cosine", "verdict", "z", "id", "label", "path"]
@@ -30,7 +31,7 @@ def test_table_lists_k_hits_without_the_query(built_index, collection, images) -
 
 def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
     query = images["stripes/stripes_001.jpg"]
-    result = search(str(collection / query.path), "-k", "3", "--json", "--data-dir", str(built_index.root))
+    result = search(str(collection / query.path), "-k", "3", "--json", *location(built_index))
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     hits = payload["hits"]
@@ -41,33 +42,33 @@ def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
     assert query.id not in [hit["id"] for hit in hits]
     assert all(images[hit["path"]].label == hit["label"] for hit in hits)
-    by_id = json.loads(search("--id", str(query.id), "-k", "3", "--json", "--data-dir", str(built_index.root)).stdout)
+    by_id = json.loads(search("--id", str(query.id), "-k", "3", "--json", *location(built_index)).stdout)
     assert [hit["id"] for hit in by_id["hits"]] == [hit["id"] for hit in hits]
 
 
 def test_min_score_and_offset(built_index, images) -> None:
     query = str(images["blobs/blobs_002.jpg"].id)
-    everything = json.loads(search("--id", query, "-k", "20", "--json", "--data-dir", str(built_index.root)).stdout)
+    everything = json.loads(search("--id", query, "-k", "20", "--json", *location(built_index)).stdout)
     assert everything["next_offset"] is None
     second = json.loads(search("--id", query, "-k", "2", "--offset", "2", "--json",
-                               "--data-dir", str(built_index.root)).stdout)
+                               *location(built_index)).stdout)
     assert second["hits"] == everything["hits"][2:4]
     cut = (everything["hits"][1]["score"] + everything["hits"][2]["score"]) / 2
     high = json.loads(search("--id", query, "--min-score", str(cut), "--json",
-                             "--data-dir", str(built_index.root)).stdout)
+                             *location(built_index)).stdout)
     assert [hit["id"] for hit in high["hits"]] == [hit["id"] for hit in everything["hits"][:2]]
 
 
 def test_clear_errors(built_index, tmp_path: Path, images) -> None:
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
-    result = search(str(not_an_image), "--data-dir", str(built_index.root))
+    result = search(str(not_an_image), *location(built_index))
     assert result.exit_code == 1 and "not a recognised image format" in result.output
     result = search(str(not_an_image), "--data-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "run `whysim index DIR` first" in result.output
     assert not (tmp_path / "nothing").exists()
-    result = search("--id", str(images["broken/truncated.jpg"].id), "--data-dir", str(built_index.root))
+    result = search("--id", str(images["broken/truncated.jpg"].id), *location(built_index))
     assert result.exit_code == 1 and "has no vector" in result.output
-    result = search("--id", "99999", "--data-dir", str(built_index.root))
+    result = search("--id", "99999", *location(built_index))
     assert result.exit_code == 1 and "no image with id 99999" in result.output
-    assert search("--data-dir", str(built_index.root)).exit_code == 2
+    assert search(*location(built_index)).exit_code == 2

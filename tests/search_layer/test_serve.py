@@ -10,6 +10,7 @@ from PIL import Image
 
 from benchmarks.http_load import multipart_image, whysim_server
 from conftest import encode
+from search_layer.collection import catalog_option
 
 
 def post_json(port: int, body: dict) -> tuple[int, dict]:
@@ -21,7 +22,7 @@ def post_json(port: int, body: dict) -> tuple[int, dict]:
 
 
 def test_serve_answers_health_and_search_over_http(built_index, images) -> None:
-    with whysim_server(built_index.root, "--max-k", "5") as server:
+    with whysim_server(built_index.root, *catalog_option(built_index), "--max-k", "5") as server:
         status, health = server.get_json("/api/health")
         assert status == 200 and health["status"] == "ok" and health["vectors"] == 11
         query = images["blobs/blobs_001.jpg"].id
@@ -34,7 +35,7 @@ def test_serve_answers_health_and_search_over_http(built_index, images) -> None:
 
 
 def test_production_server_is_waitress_with_json_errors_and_security_headers(built_index, images) -> None:
-    with whysim_server(built_index.root, "--production", "--threads", "2", "--max-upload-mb", "0.05") as server:
+    with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "2", "--max-upload-mb", "0.05") as server:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         connection.request("GET", "/api/health")
         health = connection.getresponse()
