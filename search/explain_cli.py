@@ -16,7 +16,8 @@ from indexer.model.branch import SiameseBranch
 from indexer.pipeline.embedding import Embedder, resolve_device
 from search.explaining import PairExplainer, PairExplanation
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
-from search.faithfulness_evaluation import evaluate_pairs, format_table, summarise
+from search.correspondence_faithfulness import DEFAULT_RANDOM_BOXES
+from search.faithfulness_evaluation import DEFAULT_VARIANTS, evaluate_pairs, format_table, parse_variant, summarise
 from search.image_files import read_image_file
 from search.model_choice import choose_branch
 from search.overlays import explanation_panel
@@ -112,23 +113,36 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds pair drawing, random maps and tie-breaks.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Perturbed images per forward pass.")
+@click.option("--maps", "variants", default=",".join(DEFAULT_VARIANTS), show_default=True,
+              help="Comma-separated map variants to evaluate: gradcam, contribution, gradcam@previous "
+                   "(Grad-CAM at the backbone's previous, twice finer stage).")
+@click.option("--steps", type=click.IntRange(min=2), default=STEPS, show_default=True,
+              help="Curve steps (50: 2% of the pixels per step).")
+@click.option("--random-boxes", type=click.IntRange(min=1), default=DEFAULT_RANDOM_BOXES, show_default=True,
+              help="Random boxes per pair that the top matched box is compared with.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @model_options
 @data_dir_options
 @click.pass_context
 def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_count: int, seed: int, batch_size: int,
-                                  as_json: bool, progress: bool | None, model_path: Path | None,
+                                  variants: str, steps: int, random_boxes: int, as_json: bool,
+                                  progress: bool | None, model_path: Path | None,
                                   threshold: float | None, device: str, data_dir: Path, catalog_url: str | None,
                                   **model_values: Any) -> None:
     """Faithfulness of the hit's factual, counterfactual and random maps on pairs drawn from DIRECTORY
-    (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill."""
+    (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill;
+    and of the correspondence: blurring the top matched hit box against random boxes of its size."""
     try:
+        names = [name.strip() for name in variants.split(",") if name.strip()]
+        for name in names:
+            parse_variant(name)
         pairs = draw_pairs(labelled_files(directory), pair_count, seed)
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
         explainer, embedder = _explainer(branch, device, threshold)
-        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, STEPS, batch_size,
-                                    progress=sys.stderr.isatty() if progress is None else progress)
+        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, steps, batch_size,
+                                    progress=sys.stderr.isatty() if progress is None else progress,
+                                    variants=names, random_boxes=random_boxes)
     except EXPLAIN_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     if not evaluation.results:
@@ -136,7 +150,8 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
     summary = summarise(evaluation.results)
     if as_json:
         echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
-                   "skipped": evaluation.skipped, "seed": seed, "steps": STEPS, "perturbed": "hit",
+                   "skipped": evaluation.skipped, "seed": seed, "steps": steps, "maps": names,
+                   "random_boxes": random_boxes, "perturbed": "hit",
                    "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary,
                    "pair_results": [result.to_dict() for result in evaluation.results]})
         return

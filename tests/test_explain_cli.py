@@ -91,19 +91,36 @@ def test_explain_uses_the_model_of_the_index_in_the_data_directory(tmp_path, mak
 def test_evaluate_explanations_reports_aucs_for_each_map_and_group(make_collection, datadir) -> None:
     root = make_collection({"blobs": 3, "stripes": 3})
     code, out, _ = invoke("evaluate-explanations", str(root), "--pairs", "2", "--seed", "1", "--json",
+                          "--maps", "gradcam,contribution", "--steps", "10", "--random-boxes", "3",
                           "--no-progress", "--data-dir", str(datadir.root), *SMALL)
     assert code == 0, out
     report = json.loads(out)
-    assert report["evaluated"] == 2 and report["skipped"] == [] and report["steps"] == 50
+    assert report["evaluated"] == 2 and report["skipped"] == [] and report["steps"] == 10
+    assert report["maps"] == ["gradcam", "contribution"] and report["random_boxes"] == 3
     groups = report["groups"]
     assert groups["all"]["n"] == 2 and groups["same class"]["n"] == 1 and groups["different class"]["n"] == 1
     verdicts = sum(groups.get(name, {"n": 0})["n"] for name in ("similar verdict", "dissimilar verdict"))
     assert verdicts == 2
-    for kind in ("factual", "counterfactual", "random"):
+    for kind in ("gradcam factual", "gradcam counterfactual", "contribution factual", "random",
+                 "contribution against similarity"):
         for curve in ("deletion", "insertion"):
             stats = groups["all"][kind][curve]
             assert -1.0 <= stats["mean"] <= 1.0 and stats["std"] >= 0.0
-    assert "deletion_minus_random" in groups["all"]["factual"]
+    assert "deletion_minus_random" in groups["all"]["gradcam factual"]
+    boxes = groups["all"]["correspondence"]
+    assert boxes["n"] == 2 and 0.0 <= boxes["top_lowers_more"] <= 1.0
+    pair = report["pair_results"][0]
+    assert set(pair["boxes"]) == {"top_drop", "random_drop", "share"}
+    assert all(-2.0 <= value <= 2.0 for value in pair["boxes"].values())
+    assert set(pair["aucs"]) == {"gradcam factual", "gradcam counterfactual", "contribution factual",
+                                 "contribution counterfactual", "random"}
+
+
+def test_evaluate_explanations_refuses_an_unknown_map(make_collection, datadir) -> None:
+    root = make_collection({"blobs": 2, "stripes": 2})
+    code, _, err = invoke("evaluate-explanations", str(root), "--pairs", "2", "--maps", "gradcam,lrp",
+                          "--data-dir", str(datadir.root), *SMALL)
+    assert code == 1 and "unknown map 'lrp'" in err and "Traceback" not in err
 
 
 def test_evaluate_explanations_needs_two_classes(tmp_path, make_collection, datadir) -> None:
