@@ -18,6 +18,7 @@ from indexer.catalog.schema import ImageStatus
 from search import api_params
 from search.admin_api import register_admin
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
+from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
 from search.explanations import KINDS, SIDES, STYLES, ExplainedPair, Explanations
 from search.openapi import openapi_document
@@ -203,8 +204,16 @@ def _side_json(pair: ExplainedPair, side: str, image_url: str) -> dict[str, Any]
     return {"image_url": image_url, "width": picture.display.width, "height": picture.display.height, **urls}
 
 
+def _correspondence_json(pair: ExplainedPair, count: int) -> dict[str, Any]:
+    sizes = ((pair.query.picture.width, pair.query.picture.height), (pair.hit.picture.width, pair.hit.picture.height))
+    correspondence = pair.explanation.correspondence
+    return {"matches": [match.to_dict() for match in box_matches(correspondence, count, *sizes)],
+            "correspondence": correspondence_summary(correspondence, *sizes)}
+
+
 @route("/explain")
 def explain() -> Response:
+    count = api_params.integer(request.args.get("matches", DEFAULT_MATCHES), "matches", 1, MAX_MATCHES)
     pair = _pair()
     explanation = pair.explanation
     query_url = (url_for("api.query_image", digest=pair.query.key) if pair.query.uploaded
@@ -219,6 +228,8 @@ def explain() -> Response:
         "hit": {"id": pair.hit_id, **_side_json(pair, "hit", url_for("api.image_file", image_id=pair.hit_id,
                                                                      v=pair.hit.version))},
         "raw": raw,
+        "method": explanation.method,
+        **_correspondence_json(pair, count),
     })
 
 

@@ -36,6 +36,7 @@ from indexer.model.pooling import AveragePool, GeMPool, MaxPool
 from indexer.model.whitening import Whitening
 
 DEFAULT_MATCHES = 5
+MAX_MATCHES = 100
 _TINY = 1e-300
 
 
@@ -165,22 +166,13 @@ class Correspondence:
         return self.contributions / self.similarity
 
     def top_pairs(self, count: int = DEFAULT_MATCHES) -> list[CellPair]:
-        """Query cells with their matched hit cell, by contribution, each hit cell used once."""
+        """Query cells with the hit cell each matches, by that pair's contribution, largest first
+        (several query cells may match one hit cell: hovering any of them lights it up)."""
         matched = self.contributions[np.arange(len(self.query_to_hit)), self.query_to_hit]
         similarity = self.similarity
-        pairs: list[CellPair] = []
-        used: set[int] = set()
-        for query_cell in np.argsort(-matched, kind="stable"):
-            hit_cell = int(self.query_to_hit[query_cell])
-            if hit_cell in used:
-                continue
-            used.add(hit_cell)
-            contribution = float(matched[query_cell])
-            pairs.append(CellPair(int(query_cell), hit_cell, contribution,
-                                  contribution / similarity if similarity != 0 else 0.0))
-            if len(pairs) == count:
-                break
-        return pairs
+        return [CellPair(int(cell), int(self.query_to_hit[cell]), float(matched[cell]),
+                         float(matched[cell]) / similarity if similarity != 0 else 0.0)
+                for cell in np.argsort(-matched, kind="stable")[:count]]
 
 
 def _unit_rows(terms: torch.Tensor) -> torch.Tensor:
@@ -211,3 +203,41 @@ def cell_box(cell: int, grid: tuple[int, int], width: int, height: int) -> list[
     row, column = divmod(int(cell), columns)
     return [round(column * width / columns), round(row * height / rows),
             round((column + 1) * width / columns), round((row + 1) * height / rows)]
+
+
+@dataclass(frozen=True)
+class BoxMatch:
+    """A top pair drawn on the images: boxes [x0, y0, x1, y1] in each original image's pixels."""
+
+    rank: int
+    query_box: list[int]
+    hit_box: list[int]
+    share: float
+    contribution: float
+    query_cell: int
+    hit_cell: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rank": self.rank, "query_box": self.query_box, "hit_box": self.hit_box,
+                "share": round(self.share, 6), "contribution": round(self.contribution, 6),
+                "query_cell": self.query_cell, "hit_cell": self.hit_cell}
+
+
+def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
+                hit_size: tuple[int, int]) -> list[BoxMatch]:
+    """The top `count` pairs with their cells' boxes; sizes are (width, height) of the originals."""
+    return [BoxMatch(rank, cell_box(pair.query_cell, correspondence.query_grid, *query_size),
+                     cell_box(pair.hit_cell, correspondence.hit_grid, *hit_size), pair.share, pair.contribution,
+                     pair.query_cell, pair.hit_cell)
+            for rank, pair in enumerate(correspondence.top_pairs(count), start=1)]
+
+
+def correspondence_summary(correspondence: Correspondence, query_size: tuple[int, int],
+                           hit_size: tuple[int, int]) -> dict[str, object]:
+    """What a client needs to light up, for any cell of one image, the cell it matches in the other."""
+    return {"query_grid": list(correspondence.query_grid), "hit_grid": list(correspondence.hit_grid),
+            "query_size": list(query_size), "hit_size": list(hit_size),
+            "query_to_hit": [int(cell) for cell in correspondence.query_to_hit],
+            "hit_to_query": [int(cell) for cell in correspondence.hit_to_query],
+            "exact": correspondence.exact, "remainder": round(correspondence.remainder, 6),
+            "share_sum": round(float(correspondence.shares().sum()), 9)}

@@ -9,6 +9,8 @@ from typing import Any
 
 from search.admin_auth import SECURITY_SCHEME
 from search.engine import MAX_IMAGE_ID
+from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES
+from search.explaining import METHODS
 from search.explanations import KINDS, SIDES, STYLES
 from search.settings import ApiSettings
 
@@ -72,6 +74,9 @@ def _schemas(settings: ApiSettings) -> dict[str, Any]:
         "duplicate_of": nullable(integer), "error": nullable(string), **links,
     }
     grid = {"type": "array", "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}}
+    box = {"type": "array", "items": integer, "minItems": 4, "maxItems": 4}
+    pair_of_ints = {"type": "array", "items": integer, "minItems": 2, "maxItems": 2}
+    cell = {"type": "integer", "minimum": 0}
     side_urls = {"image_url": string, "width": integer, "height": integer,
                  "factual_url": string, "counterfactual_url": string}
     return {
@@ -104,8 +109,36 @@ def _schemas(settings: ApiSettings) -> dict[str, Any]:
         "RawMaps": {"type": "object", "required": ["shape", "factual", "counterfactual"],
                     "properties": {"shape": {"type": "array", "items": integer, "minItems": 2, "maxItems": 2},
                                    "factual": grid, "counterfactual": grid}},
+        "Match": {"type": "object",
+                  "required": ["rank", "query_box", "hit_box", "share", "contribution", "query_cell", "hit_cell"],
+                  "properties": {
+                      "rank": {"type": "integer", "minimum": 1},
+                      "query_box": {**box, "description": "[x0, y0, x1, y1] in the original query's pixels."},
+                      "hit_box": {**box, "description": "[x0, y0, x1, y1] in the original hit's pixels."},
+                      "share": {"type": "number", "description": "This pair's part of the similarity divided by "
+                                                                 "the similarity; all pairs' shares sum to 1."},
+                      "contribution": {"type": "number", "description": "This pair's part of the similarity."},
+                      "query_cell": cell, "hit_cell": cell}},
+        "Correspondence": {
+            "type": "object",
+            "required": ["query_grid", "hit_grid", "query_size", "hit_size", "query_to_hit", "hit_to_query",
+                         "exact", "remainder", "share_sum"],
+            "description": "For every cell of each image's feature grid (row-major), the cell of the other "
+                           "image it matches: what a client lights up on hover.",
+            "properties": {"query_grid": pair_of_ints, "hit_grid": pair_of_ints,
+                           "query_size": {**pair_of_ints, "description": "[width, height] of the original."},
+                           "hit_size": {**pair_of_ints, "description": "[width, height] of the original."},
+                           "query_to_hit": {"type": "array", "items": cell},
+                           "hit_to_query": {"type": "array", "items": cell},
+                           "exact": {"type": "boolean",
+                                     "description": "False when a non-linear head was linearised."},
+                           "remainder": {"type": "number", "minimum": 0,
+                                         "description": "Largest share of a head output spread as a "
+                                                        "linearisation remainder (0 when exact)."},
+                           "share_sum": {"type": "number", "description": "Sum of all pairs' shares (1)."}}},
         "ExplainResponse": {
-            "type": "object", "required": ["similarity", "verdict", "threshold", "query", "hit", "raw"],
+            "type": "object", "required": ["similarity", "verdict", "threshold", "query", "hit", "raw", "method",
+                                           "matches", "correspondence"],
             "properties": {
                 "similarity": {"type": "number"}, "verdict": {"type": "string", "enum": ["similar", "dissimilar"]},
                 "threshold": {"type": "number"},
@@ -114,7 +147,12 @@ def _schemas(settings: ApiSettings) -> dict[str, Any]:
                 "hit": {"type": "object", "required": ["id", *side_urls], "properties": {"id": integer, **side_urls}},
                 "raw": {"type": "object", "required": list(SIDES),
                         "description": "Low-resolution maps in [0, 1] for clients that draw their own overlays.",
-                        "properties": {side: ref("RawMaps") for side in SIDES}}}},
+                        "properties": {side: ref("RawMaps") for side in SIDES}},
+                "method": {"type": "string", "enum": list(METHODS), "description": "How the maps were made."},
+                "matches": {"type": "array", "items": ref("Match"),
+                            "description": "The top pairs of regions (query cell, the hit cell it matches), "
+                                           "by their part of the similarity."},
+                "correspondence": ref("Correspondence")}},
         "ImageList": {"type": "object", "required": ["images", "offset", "limit", "next_offset"],
                       "properties": {"images": {"type": "array", "items": ref("Image")}, "offset": integer,
                                      "limit": integer, "next_offset": nullable(integer)}},
@@ -221,9 +259,13 @@ def openapi_document(settings: ApiSettings, max_upload_bytes: int | None) -> dic
                                   **errors("400", "404", "503")},
                 [param("digest", "path", {"type": "string", "pattern": DIGEST_PATTERN}, "The upload's digest.")])},
             "/api/explain": {"get": operation(
-                "Paired Grad-CAM explanation of (query, hit): verdict, overlay links and raw maps.",
+                "Paired explanation of (query, hit): verdict, overlay links, raw maps, matched regions.",
                 "explain", {"200": json_response("The explanation.", ref("ExplainResponse")),
-                            **errors("400", "404", "503")}, [query_ref, hit])},
+                            **errors("400", "404", "503")},
+                [query_ref, hit,
+                 param("matches", "query", {"type": "integer", "minimum": 1, "maximum": MAX_MATCHES,
+                                            "default": DEFAULT_MATCHES},
+                       "How many top pairs of matched regions to return (fewer when the grid has fewer cells).")])},
             "/api/explain/overlay": {"get": operation(
                 "One explanation map, blended over its image or alone, as PNG.", "explainOverlay",
                 {"200": binary_response("PNG image, the size of the displayed image.", "image/png"), **not_modified,

@@ -114,12 +114,13 @@ def test_an_image_paired_with_itself_matches_every_region_to_itself() -> None:
     assert [pair.query_cell for pair in top] == list(np.argsort(-diagonal)[:5])
 
 
-def test_top_pairs_use_each_hit_cell_once_and_follow_the_matching() -> None:
+def test_top_pairs_take_each_query_cell_once_and_follow_the_matching() -> None:
     branch = tail("gem", None)
     query = position_terms(branch.pooling, branch.head, activations(1, 11))
     (found,) = pair_correspondences(query, position_terms(branch.pooling, branch.head, activations(1, 12)))
     top = found.top_pairs(8)
-    assert len(top) == len({pair.hit_cell for pair in top})
+    assert len(top) == len({pair.query_cell for pair in top}) == 8
+    assert len(found.top_pairs(100)) == GRID[0] * GRID[1]
     assert all(found.query_to_hit[pair.query_cell] == pair.hit_cell for pair in top)
     contributions = [pair.contribution for pair in top]
     assert contributions == sorted(contributions, reverse=True)
