@@ -14,7 +14,8 @@ from indexer.cli import (USER_ERRORS, data_dir_options, datadir_from, echo_json,
 from indexer.imaging import ImageRejected
 from indexer.model.branch import SiameseBranch
 from indexer.pipeline.embedding import Embedder, resolve_device
-from search.explaining import PairExplainer, PairExplanation
+from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
+from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
 from search.correspondence_faithfulness import DEFAULT_RANDOM_BOXES
 from search.faithfulness_evaluation import DEFAULT_VARIANTS, evaluate_pairs, format_table, parse_variant, summarise
@@ -44,9 +45,10 @@ def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_p
     return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit_model_options(ctx, values))
 
 
-def _explainer(branch: SiameseBranch, device: str, threshold: float | None) -> tuple[PairExplainer, Embedder]:
+def _explainer(branch: SiameseBranch, device: str, threshold: float | None,
+               method: str = DEFAULT_METHOD) -> tuple[PairExplainer, Embedder]:
     embedder = Embedder(branch, resolve_device(device))
-    return PairExplainer(embedder.branch, threshold), embedder
+    return PairExplainer(embedder.branch, threshold, method=method), embedder
 
 
 def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
@@ -56,6 +58,7 @@ def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
         "threshold": explanation.threshold,
         "factual": f"evidence for the verdict '{explanation.verdict}'",
         "counterfactual": f"evidence against the verdict '{explanation.verdict}'",
+        "method": explanation.method,
     }
 
 
@@ -70,22 +73,27 @@ def _default_panel_path(first: Path, second: Path) -> Path:
               help="Panel PNG to write (default: explain-A-vs-B.png in the current directory).")
 @click.option("--maps", "maps_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also save the raw maps (target-layer resolution, [0, 1]) to this .npz file.")
+@click.option("--matches", "match_count", type=click.IntRange(1, MAX_MATCHES), default=DEFAULT_MATCHES,
+              show_default=True, help="Top pairs of matched regions to draw and report.")
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
+              help="How the maps are made: Grad-CAM, or each region's exact contribution to the similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @model_options
 @data_dir_options
 @click.pass_context
 def explain_command(ctx: click.Context, first: Path, second: Path, output: Path | None, maps_path: Path | None,
-                    as_json: bool, model_path: Path | None, threshold: float | None, device: str,
-                    data_dir: Path, catalog_url: str | None, **model_values: Any) -> None:
-    """Similarity of images A and B, the model's verdict, and a panel PNG with each image and its
-    factual (for the verdict) and counterfactual (against it) Grad-CAM overlays."""
+                    match_count: int, method: str, as_json: bool, model_path: Path | None, threshold: float | None,
+                    device: str, data_dir: Path, catalog_url: str | None, **model_values: Any) -> None:
+    """Similarity of images A and B, the model's verdict, and a panel PNG: the top matched regions
+    (numbered boxes joined by lines) and each image's factual (for the verdict) and
+    counterfactual (against it) overlays."""
     output = output or _default_panel_path(first, second)
     try:
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
-        explainer, _ = _explainer(branch, device, threshold)
+        explainer, _ = _explainer(branch, device, threshold, method)
         query, hit = (read_image_file(path, branch.input_size) for path in (first, second))
         explanation = explainer.explain(query.pixels, hit.pixels[None])[0]
-        explanation_panel(query.image, hit.image, explanation).save(output, "PNG")
+        explanation_panel(query.image, hit.image, explanation, matches=match_count).save(output, "PNG")
         if maps_path is not None:
             np.savez_compressed(maps_path, query_factual=explanation.query.factual,
                                 query_counterfactual=explanation.query.counterfactual,
@@ -95,14 +103,20 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # the panel or maps file could not be written
         raise click.ClickException(f"cannot write output: {exc}") from exc
+    sizes = ((query.width, query.height), (hit.width, hit.height))
+    matches = box_matches(explanation.correspondence, match_count, *sizes)
     summary = {**explanation_summary(explanation), "a": str(first), "b": str(second), "panel": str(output),
-               "maps": str(maps_path) if maps_path else None, "model": branch.card.short_name()}
+               "maps": str(maps_path) if maps_path else None, "model": branch.card.short_name(),
+               "matches": [match.to_dict() for match in matches],
+               "correspondence": correspondence_summary(explanation.correspondence, *sizes)}
     if as_json:
         echo_json(summary)
         return
     click.echo(f"similarity {explanation.similarity:.4f}: {explanation.verdict} "
                f"(threshold {explanation.threshold:.3f}, model {summary['model']})")
     click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
+    for match in matches:
+        click.echo(f"match {match.rank}: A {match.query_box} ~ B {match.hit_box}, {match.share:.1%} of the similarity")
     click.echo(f"panel: {output}")
 
 
