@@ -65,9 +65,9 @@ def pooled_terms(pooling: nn.Module, fmaps: torch.Tensor) -> tuple[torch.Tensor,
     count = flat.shape[1]
     if isinstance(pooling, GeMPool):
         p = pooling.p.detach().to(fmaps.dtype)
-        clamped = flat.clamp(min=pooling.eps)
-        pooled = clamped.pow(p).mean(dim=1).pow(1.0 / p)
-        return clamped.pow(p) / (count * pooled.pow(p - 1.0)).unsqueeze(1), pooled
+        powered = flat.clamp(min=pooling.eps).pow(p)
+        pooled = powered.mean(dim=1).pow(1.0 / p)
+        return powered / (count * pooled.pow(p - 1.0)).unsqueeze(1), pooled
     if isinstance(pooling, AveragePool):
         return flat / count, flat.mean(dim=1)
     if isinstance(pooling, MaxPool):
@@ -180,20 +180,18 @@ def _unit_rows(terms: torch.Tensor) -> torch.Tensor:
 
 
 def pair_correspondences(query: PositionTerms, hits: PositionTerms) -> list[Correspondence]:
-    """The correspondence of the one query (batch of 1) with each hit."""
-    query_terms, query_norm = query.terms[0], query.norms[0]
-    query_unit = _unit_rows(query_terms)
-    found = []
-    for index in range(hits.terms.shape[0]):
-        hit_terms = hits.terms[index]
-        contributions = (query_terms @ hit_terms.T) / (query_norm * hits.norms[index]).clamp(min=_TINY)
-        cosines = query_unit @ _unit_rows(hit_terms).T
-        found.append(Correspondence(
-            contributions=contributions.cpu().numpy(), query_grid=query.grid, hit_grid=hits.grid,
-            query_to_hit=cosines.argmax(dim=1).cpu().numpy(), hit_to_query=cosines.argmax(dim=0).cpu().numpy(),
-            exact=query.exact and hits.exact,
-            remainder=float(max(query.remainder[0], hits.remainder[index]))))
-    return found
+    """The correspondence of the one query (batch of 1) with each hit, all hits at once."""
+    query_terms, hit_terms = query.terms[0], hits.terms
+    norms = (query.norms[0] * hits.norms).clamp(min=_TINY).view(-1, 1, 1)
+    contributions = torch.einsum("id,kjd->kij", query_terms, hit_terms) / norms
+    cosines = torch.einsum("id,kjd->kij", _unit_rows(query_terms), _unit_rows(hit_terms))
+    query_to_hit, hit_to_query = cosines.argmax(dim=2).cpu().numpy(), cosines.argmax(dim=1).cpu().numpy()
+    contributions = contributions.cpu().numpy()
+    return [Correspondence(contributions=contributions[index], query_grid=query.grid, hit_grid=hits.grid,
+                           query_to_hit=query_to_hit[index], hit_to_query=hit_to_query[index],
+                           exact=query.exact and hits.exact,
+                           remainder=float(max(query.remainder[0], hits.remainder[index])))
+            for index in range(hit_terms.shape[0])]
 
 
 def cell_box(cell: int, grid: tuple[int, int], width: int, height: int) -> list[int]:
