@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from indexer.model.branch import SiameseBranch
+from indexer.model.pooling import AveragePool, GeMPool
 from indexer.model.whitening import Whitening
 from search.correspondence import Correspondence, pair_correspondences, position_terms
 
@@ -135,6 +136,21 @@ def _relative_contributions(terms: torch.Tensor, own: torch.Tensor, partner: tor
     return torch.einsum("knd,kd->kn", terms, direction).view(-1, *grid)
 
 
+SLOPED_POOLINGS = (GeMPool, AveragePool)
+
+
+def pooling_slope(pooling: nn.Module, fmaps: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """(B, C): the spatial mean of d pooled_c / d a_ic, so that Grad-CAM's channel weight
+    mean_i ds/da_ic is ds/du_c times this. GeM: (1/N) a^(p-1) u^(1-p) where a exceeds the clamp."""
+    count = fmaps.shape[2] * fmaps.shape[3]
+    if isinstance(pooling, AveragePool):
+        return torch.full_like(pooled, 1.0 / count)
+    p = pooling.p.detach().to(fmaps.dtype)
+    unclamped = (fmaps > pooling.eps).to(fmaps.dtype)
+    local = (fmaps.clamp(min=pooling.eps).pow(p - 1.0) * unclamped).mean(dim=(2, 3))
+    return local * pooled.pow(1.0 - p) / count
+
+
 class PairExplainer:
     """Explains (query, hit) pairs for one branch; stateless apart from the model.
 
@@ -197,6 +213,8 @@ class PairExplainer:
         query's repeated once per pair: s of pair i depends only on pair i's leaves, so one
         backward pass over sum_i s_i yields every pair's own gradients.
         """
+        if self.method == GRAD_CAM and len(self.tail.features) == 0 and isinstance(self.tail.pooling, SLOPED_POOLINGS):
+            return self._pooled_grad_cam_pass(query_fmap, hit_fmaps)
         count = hit_fmaps.shape[0]
         query_leaves = query_fmap.detach().to(torch.float64).expand(count, -1, -1, -1).clone()
         hit_leaves = hit_fmaps.detach().to(torch.float64).clone()
@@ -221,6 +239,33 @@ class PairExplainer:
                                                 similarity, query_terms.grid)
             hit_raw = _relative_contributions(hit_terms.terms, hit_vectors, query_vector, similarity, hit_terms.grid)
         return PairPass(similarity, query_raw, hit_raw, correspondences)
+
+    def _pooled_grad_cam_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> PairPass:
+        """Grad-CAM at the pooled layer with the pooled vectors as leaves: the same gradients,
+        since Grad-CAM needs only each channel's mean gradient and GeM's / average pooling's
+        derivative is known in closed form (pooling_slope); the backward pass then runs over
+        vectors instead of feature maps."""
+        count = hit_fmaps.shape[0]
+        query_maps, hit_maps = query_fmap.detach().to(torch.float64), hit_fmaps.detach().to(torch.float64)
+        with torch.no_grad():
+            query_pooled, hit_pooled = self.tail.pooling(query_maps), self.tail.pooling(hit_maps)
+        query_leaves = query_pooled.expand(count, -1).clone().requires_grad_(True)
+        hit_leaves = hit_pooled.clone().requires_grad_(True)
+        with torch.enable_grad():
+            similarity = (self._embed_pooled(query_leaves) * self._embed_pooled(hit_leaves)).sum(dim=1)
+            query_grads, hit_grads = torch.autograd.grad(similarity.sum(), [query_leaves, hit_leaves])
+        similarity = similarity.detach()
+        query_weights = query_grads * pooling_slope(self.tail.pooling, query_maps, query_pooled)
+        hit_weights = hit_grads * pooling_slope(self.tail.pooling, hit_maps, hit_pooled)
+        query_terms = position_terms(self.tail.pooling, self.tail.head, query_maps, self.whitening)
+        hit_terms = position_terms(self.tail.pooling, self.tail.head, hit_maps, self.whitening)
+        return PairPass(similarity, torch.einsum("kc,chw->khw", query_weights, query_maps[0]),
+                        torch.einsum("kc,kchw->khw", hit_weights, hit_maps),
+                        pair_correspondences(query_terms, hit_terms))
+
+    def _embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        vectors = F.normalize(self.tail.head(pooled), dim=-1, eps=1e-12)
+        return self.whitening.torch_apply(vectors) if self.whitening is not None else vectors
 
     def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> list[PairExplanation]:
         found = self.pair_pass(query_fmap, hit_fmaps)

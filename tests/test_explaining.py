@@ -245,3 +245,20 @@ def test_grad_cam_at_the_previous_stage_is_twice_as_fine(branch, pictures) -> No
     assert finer[0].correspondence.query_grid == (SIZE // 32, SIZE // 32)  # correspondence stays pooled-layer
     with pytest.raises(ValueError, match="only Grad-CAM"):
         PairExplainer(branch, map_layer="previous", method=CONTRIBUTION)
+
+
+@pytest.mark.parametrize("pooling", ["gem", "avg"])
+def test_grad_cam_through_the_pooled_vector_equals_backpropagation_to_the_feature_maps(pictures, pooling) -> None:
+    pooled_branch = build_branch(ModelRequest(input_size=SIZE, pooling=pooling))
+    explainer = PairExplainer(pooled_branch)
+    fmaps = explainer.feature_maps(pictures[:4]).double()
+    found = explainer.pair_pass(fmaps[:1], fmaps[1:])
+    query_leaves = fmaps[:1].expand(3, -1, -1, -1).clone().requires_grad_(True)
+    hit_leaves = fmaps[1:].clone().requires_grad_(True)
+    similarity = (explainer.tail.embed_feature_maps(query_leaves) * explainer.tail.embed_feature_maps(hit_leaves)).sum(1)
+    query_grads, hit_grads = torch.autograd.grad(similarity.sum(), [query_leaves, hit_leaves])
+    expected_hit = torch.einsum("kc,kchw->khw", hit_grads.mean(dim=(2, 3)), fmaps[1:])
+    expected_query = torch.einsum("kc,kchw->khw", query_grads.mean(dim=(2, 3)), query_leaves.detach())
+    torch.testing.assert_close(found.hit_raw, expected_hit, atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(found.query_raw, expected_query, atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(found.similarity, similarity.detach(), atol=1e-12, rtol=0)
