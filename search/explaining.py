@@ -26,11 +26,14 @@ leaves only rounding noise, which normalisation would blow up into a random-look
 in float64 that noise stays ~1e-9 of a real map's peak, so both maps are (near) zero, as
 the mathematics says they should be.
 
-Batching: the backbone runs once, without gradients, over the query and the k hits; the
-target-layer activations then become leaves (the query's repeated once per pair) and only
-the tail (pooling, head, normalisation, inner product) is differentiated. Because s of pair
-i depends only on pair i's leaves, one backward pass over sum_i s_i yields every pair's own
-gradients — the same values full backpropagation through the backbone would give.
+Batching: the backbone runs once, without gradients, over the query and the k hits; only
+the tail (pooling, head, normalisation, inner product) is differentiated, with the pooled
+vectors as leaves (the query's repeated once per pair): Grad-CAM needs only each channel's
+mean gradient, and GeM's or average pooling's derivative is closed-form (pooling_slope); an
+earlier map layer or another pooling backpropagates to the map layer's activations instead.
+Because s of pair i depends only on pair i's leaves, one backward pass over sum_i s_i yields
+every pair's own gradients — the same values full backpropagation through the backbone
+would give.
 """
 from __future__ import annotations
 
