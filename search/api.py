@@ -22,6 +22,7 @@ from search import api_params
 from search.admin_api import register_admin
 from search.api_contract import Binary, Operation, documented, validated
 from search.api_errors import error_response, install_app_error_handlers, register_blueprint_errors
+from search.correspondence import box_matches, correspondence_summary
 from search.engine import Hit, IndexNotReady, SearchEngine, SearchQuery, UploadedQuery
 from search.explanations import KINDS, SIDES, ExplainedPair, Explanations
 from search.fair_use import RateLimits, install_rate_limits
@@ -278,12 +279,19 @@ def _side_urls(pair: ExplainedPair, side: str, image_url: str) -> dict[str, Any]
 
 EXPLAIN = Operation(
     "explain", "Paired Grad-CAM explanation of (query, hit): verdict, overlay links and raw maps.",
-    {200: ("The explanation.", models.ExplainResponse)}, (400, 404, 429, 503), query=models.ExplainQuery)
+    {200: ("The explanation.", models.ExplainResponse)}, (400, 404, 429, 503), query=models.ExplainRequest)
+
+
+def _correspondence(pair: ExplainedPair, count: int) -> dict[str, Any]:
+    sizes = ((pair.query.picture.width, pair.query.picture.height), (pair.hit.picture.width, pair.hit.picture.height))
+    correspondence = pair.explanation.correspondence
+    return {"matches": [models.Match(**match.to_dict()) for match in box_matches(correspondence, count, *sizes)],
+            "correspondence": models.Correspondence(**correspondence_summary(correspondence, *sizes))}
 
 
 @route("/explain", EXPLAIN)
 def explain() -> Response:
-    asked = validated(models.ExplainQuery, request.args)
+    asked = validated(models.ExplainRequest, request.args)
     pair = _pair(asked.query, asked.hit)
     explanation = pair.explanation
     query_url = (url_for("api.query_image", digest=pair.query.key) if pair.query.uploaded
@@ -298,7 +306,7 @@ def explain() -> Response:
         query=models.ExplainedQuery(key=pair.query.key, **_side_urls(pair, "query", query_url)),
         hit=models.ExplainedHit(id=pair.hit_id, **_side_urls(pair, "hit", url_for(
             "api.image_file", image_id=pair.hit_id, v=pair.hit.version))),
-        raw=models.RawPair(**raw),
+        raw=models.RawPair(**raw), method=explanation.method, **_correspondence(pair, asked.matches),
     ))
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from indexer.catalog.schema import ImageStatus
 from search import api_params
+from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES
 from search.engine import MAX_IMAGE_ID
 from search.explanations import KINDS, SIDES, STYLES
 from search.settings import ApiSettings
@@ -89,6 +90,10 @@ class RequestModel(BaseModel):
 class ExplainQuery(RequestModel):
     query: QueryRef
     hit: Integer(1, MAX_IMAGE_ID, False, "Id of the hit image.")  # type: ignore[valid-type]
+
+
+class ExplainRequest(ExplainQuery):
+    matches: Integer(1, MAX_MATCHES, False, "How many top pairs of regions to return.") = DEFAULT_MATCHES  # type: ignore[valid-type]
 
 
 class OverlayQuery(ExplainQuery):
@@ -346,12 +351,48 @@ class RawPair(ResponseModel):
     hit: RawMaps
 
 
+Box = Annotated[list[int], Field(min_length=4, max_length=4)]
+Pair = Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class Match(ResponseModel):
+    """One pair of regions: a query cell and the hit cell it matches, with its part of the similarity."""
+
+    rank: int = Field(ge=1)
+    query_box: Box = Field(description="[x0, y0, x1, y1] in the original query's pixels.")
+    hit_box: Box = Field(description="[x0, y0, x1, y1] in the original hit's pixels.")
+    share: float = Field(description="This pair's part of the similarity divided by the similarity; "
+                                     "all pairs' shares sum to 1.")
+    contribution: float = Field(description="This pair's part of the similarity.")
+    query_cell: int = Field(ge=0)
+    hit_cell: int = Field(ge=0)
+
+
+class Correspondence(ResponseModel):
+    """For every cell of each image's feature grid (row-major), the cell of the other image it
+    matches: what a client lights up on hover."""
+
+    query_grid: Pair
+    hit_grid: Pair
+    query_size: Pair = Field(description="[width, height] of the original.")
+    hit_size: Pair = Field(description="[width, height] of the original.")
+    query_to_hit: list[int]
+    hit_to_query: list[int]
+    exact: bool = Field(description="False when a non-linear head was linearised.")
+    remainder: float = Field(ge=0, description="Largest share of a head output spread as a bias (0 when exact).")
+    share_sum: float
+
+
 class ExplainResponse(ResponseModel):
     similarity: float = Field(description="Cosine similarity: the score that ranked the hit.")
     verdict: Literal["similar", "dissimilar"]
     threshold: float = Field(description="The cut the verdict applied to verdict_score.")
     verdict_score: float
     verdict_rule: VerdictRule
+    method: str = Field(description="How the maps were made: gradcam (the default) or contribution.")
+    matches: list[Match] = Field(description="The top pairs of regions (query cell, the hit cell it matches), "
+                                             "by their part of the similarity.")
+    correspondence: Correspondence
     query: ExplainedQuery
     hit: ExplainedHit
     raw: RawPair

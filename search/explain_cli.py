@@ -14,9 +14,11 @@ from indexer.cli import (USER_ERRORS, data_dir_options, datadir_from, echo_json,
 from indexer.imaging import ImageRejected
 from indexer.model.branch import SiameseBranch
 from indexer.pipeline.embedding import Embedder, resolve_device
-from search.explaining import PairExplainer, PairExplanation
+from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
+from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
-from search.faithfulness_evaluation import evaluate_pairs, format_table, summarise
+from search.correspondence_faithfulness import DEFAULT_RANDOM_BOXES
+from search.faithfulness_evaluation import DEFAULT_VARIANTS, evaluate_pairs, format_table, parse_variant, summarise
 from search.image_files import read_image_file
 from search.model_choice import choose_branch, collection_context
 from search.overlays import explanation_panel
@@ -44,9 +46,10 @@ def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_p
     return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit_model_options(ctx, values))
 
 
-def _explainer(branch: SiameseBranch, device: str, threshold: float | None) -> tuple[PairExplainer, Embedder]:
+def _explainer(branch: SiameseBranch, device: str, threshold: float | None,
+               method: str = DEFAULT_METHOD) -> tuple[PairExplainer, Embedder]:
     embedder = Embedder(branch, resolve_device(device))
-    return PairExplainer(embedder.branch, threshold), embedder
+    return PairExplainer(embedder.branch, threshold, method=method), embedder
 
 
 def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
@@ -58,6 +61,7 @@ def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
         "verdict_rule": explanation.rule,
         "factual": f"evidence for the verdict '{explanation.verdict}'",
         "counterfactual": f"evidence against the verdict '{explanation.verdict}'",
+        "method": explanation.method,
     }
 
 
@@ -72,25 +76,30 @@ def _default_panel_path(first: Path, second: Path) -> Path:
               help="Panel PNG to write (default: explain-A-vs-B.png in the current directory).")
 @click.option("--maps", "maps_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also save the raw maps (target-layer resolution, [0, 1]) to this .npz file.")
+@click.option("--matches", "match_count", type=click.IntRange(1, MAX_MATCHES), default=DEFAULT_MATCHES,
+              show_default=True, help="Top pairs of matched regions to draw and report.")
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
+              help="How the maps are made: Grad-CAM, or each region's exact contribution to the similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @model_options
 @data_dir_options
 @click.pass_context
 def explain_command(ctx: click.Context, first: Path, second: Path, output: Path | None, maps_path: Path | None,
-                    as_json: bool, model_path: Path | None, threshold: float | None, device: str,
-                    data_dir: Path, catalog_url: str | None, **model_values: Any) -> None:
-    """Similarity of images A and B, the model's verdict, and a panel PNG with each image and its
-    factual (for the verdict) and counterfactual (against it) Grad-CAM overlays."""
+                    match_count: int, method: str, as_json: bool, model_path: Path | None, threshold: float | None,
+                    device: str, data_dir: Path, catalog_url: str | None, **model_values: Any) -> None:
+    """Similarity of images A and B, the model's verdict, and a panel PNG: the top matched regions
+    (numbered boxes joined by lines) and each image's factual (for the verdict) and
+    counterfactual (against it) overlays."""
     output = output or _default_panel_path(first, second)
     try:
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
         # An explicit --threshold is a cosine cut and overrides the collection's rule.
         whitening, judge = (collection_context(datadir_from(data_dir, catalog_url), branch)
                             if threshold is None else (None, None))
-        explainer, _ = _explainer(branch, device, threshold)
+        explainer, _ = _explainer(branch, device, threshold, method)
         query, hit = (read_image_file(path, branch.input_size) for path in (first, second))
         explanation = explainer.explain(query.pixels, hit.pixels[None], whitening, judge)[0]
-        explanation_panel(query.image, hit.image, explanation).save(output, "PNG")
+        explanation_panel(query.image, hit.image, explanation, matches=match_count).save(output, "PNG")
         if maps_path is not None:
             np.savez_compressed(maps_path, query_factual=explanation.query.factual,
                                 query_counterfactual=explanation.query.counterfactual,
@@ -100,8 +109,12 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # the panel or maps file could not be written
         raise click.ClickException(f"cannot write output: {exc}") from exc
+    sizes = ((query.width, query.height), (hit.width, hit.height))
+    matches = box_matches(explanation.correspondence, match_count, *sizes)
     summary = {**explanation_summary(explanation), "a": str(first), "b": str(second), "panel": str(output),
-               "maps": str(maps_path) if maps_path else None, "model": branch.card.short_name()}
+               "maps": str(maps_path) if maps_path else None, "model": branch.card.short_name(),
+               "matches": [match.to_dict() for match in matches],
+               "correspondence": correspondence_summary(explanation.correspondence, *sizes)}
     if as_json:
         echo_json(summary)
         return
@@ -110,6 +123,8 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
                f"(model {summary['model']})")
     click.echo(f"verdict rule: {explanation.rule['description'] if explanation.rule else '-'}")
     click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
+    for match in matches:
+        click.echo(f"match {match.rank}: A {match.query_box} ~ B {match.hit_box}, {match.share:.1%} of the similarity")
     click.echo(f"panel: {output}")
 
 
@@ -120,23 +135,36 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds pair drawing, random maps and tie-breaks.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Perturbed images per forward pass.")
+@click.option("--maps", "variants", default=",".join(DEFAULT_VARIANTS), show_default=True,
+              help="Comma-separated map variants to evaluate: gradcam, contribution, gradcam@previous "
+                   "(Grad-CAM at the backbone's previous, twice finer stage).")
+@click.option("--steps", type=click.IntRange(min=2), default=STEPS, show_default=True,
+              help="Curve steps (50: 2% of the pixels per step).")
+@click.option("--random-boxes", type=click.IntRange(min=1), default=DEFAULT_RANDOM_BOXES, show_default=True,
+              help="Random boxes per pair that the top matched box is compared with.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @model_options
 @data_dir_options
 @click.pass_context
 def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_count: int, seed: int, batch_size: int,
-                                  as_json: bool, progress: bool | None, model_path: Path | None,
+                                  variants: str, steps: int, random_boxes: int, as_json: bool,
+                                  progress: bool | None, model_path: Path | None,
                                   threshold: float | None, device: str, data_dir: Path, catalog_url: str | None,
                                   **model_values: Any) -> None:
     """Faithfulness of the hit's factual, counterfactual and random maps on pairs drawn from DIRECTORY
-    (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill."""
+    (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill;
+    and of the correspondence: blurring the top matched hit box against random boxes of its size."""
     try:
+        names = [name.strip() for name in variants.split(",") if name.strip()]
+        for name in names:
+            parse_variant(name)
         pairs = draw_pairs(labelled_files(directory), pair_count, seed)
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
         explainer, embedder = _explainer(branch, device, threshold)
-        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, STEPS, batch_size,
-                                    progress=sys.stderr.isatty() if progress is None else progress)
+        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, steps, batch_size,
+                                    progress=sys.stderr.isatty() if progress is None else progress,
+                                    variants=names, random_boxes=random_boxes)
     except EXPLAIN_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     if not evaluation.results:
@@ -144,7 +172,8 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
     summary = summarise(evaluation.results)
     if as_json:
         echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
-                   "skipped": evaluation.skipped, "seed": seed, "steps": STEPS, "perturbed": "hit",
+                   "skipped": evaluation.skipped, "seed": seed, "steps": steps, "maps": names,
+                   "random_boxes": random_boxes, "perturbed": "hit",
                    "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary,
                    "pair_results": [result.to_dict() for result in evaluation.results]})
         return

@@ -16,6 +16,8 @@ class ImageFile:
     path: Path
     image: Image.Image  # RGB, EXIF orientation applied, longest side <= the display side
     pixels: torch.Tensor  # (3, S, S) uint8, what the model sees
+    width: int  # the original's size, upright
+    height: int
 
 
 def read_image_file(path: Path, input_size: int, display_side: int = DEFAULT_DISPLAY_SIDE,
@@ -29,4 +31,4 @@ def read_image_file(path: Path, input_size: int, display_side: int = DEFAULT_DIS
         picture = read_picture(data, input_size, display_side, max_pixels)
     except ImageRejected as exc:
         raise ImageRejected(f"{path}: {exc}") from exc
-    return ImageFile(path, picture.display, picture.pixels)
+    return ImageFile(path, picture.display, picture.pixels, picture.width, picture.height)

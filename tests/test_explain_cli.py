@@ -101,22 +101,79 @@ def test_explain_uses_the_model_of_the_index_in_the_data_directory(tmp_path, mak
 def test_evaluate_explanations_reports_aucs_for_each_map_and_group(make_collection, datadir) -> None:
     root = make_collection({"blobs": 3, "stripes": 3})
     code, out, _ = invoke("evaluate-explanations", str(root), "--pairs", "2", "--seed", "1", "--json",
+                          "--maps", "gradcam,contribution", "--steps", "10", "--random-boxes", "3",
                           "--no-progress", "--data-dir", str(datadir.root), *SMALL)
     assert code == 0, out
     report = json.loads(out)
-    assert report["evaluated"] == 2 and report["skipped"] == [] and report["steps"] == 50
+    assert report["evaluated"] == 2 and report["skipped"] == [] and report["steps"] == 10
+    assert report["maps"] == ["gradcam", "contribution"] and report["random_boxes"] == 3
     groups = report["groups"]
     assert groups["all"]["n"] == 2 and groups["same class"]["n"] == 1 and groups["different class"]["n"] == 1
     verdicts = sum(groups.get(name, {"n": 0})["n"] for name in ("similar verdict", "dissimilar verdict"))
     assert verdicts == 2
-    for kind in ("factual", "counterfactual", "random"):
+    for kind in ("gradcam factual", "gradcam counterfactual", "contribution factual", "random",
+                 "contribution against similarity"):
         for curve in ("deletion", "insertion"):
             stats = groups["all"][kind][curve]
             assert -1.0 <= stats["mean"] <= 1.0 and stats["std"] >= 0.0
-    assert "deletion_minus_random" in groups["all"]["factual"]
+    assert "deletion_minus_random" in groups["all"]["gradcam factual"]
+    boxes = groups["all"]["correspondence"]
+    assert boxes["n"] == 2 and 0.0 <= boxes["top_lowers_more"] <= 1.0
+    pair = report["pair_results"][0]
+    assert set(pair["boxes"]) == {"top_drop", "random_drop", "share"}
+    assert all(-2.0 <= value <= 2.0 for value in pair["boxes"].values())
+    assert set(pair["aucs"]) == {"gradcam factual", "gradcam counterfactual", "contribution factual",
+                                 "contribution counterfactual", "random"}
+
+
+def test_evaluate_explanations_refuses_an_unknown_map(make_collection, datadir) -> None:
+    root = make_collection({"blobs": 2, "stripes": 2})
+    code, _, err = invoke("evaluate-explanations", str(root), "--pairs", "2", "--maps", "gradcam,lrp",
+                          "--data-dir", str(datadir.root), *SMALL)
+    assert code == 1 and "unknown map 'lrp'" in err and "Traceback" not in err
 
 
 def test_evaluate_explanations_needs_two_classes(tmp_path, make_collection, datadir) -> None:
     root = make_collection({"blobs": 3})
     code, _, err = invoke("evaluate-explanations", str(root), "--pairs", "2", "--data-dir", str(datadir.root), *SMALL)
     assert code == 1 and "at least two class folders" in err
+
+
+REPO = Path(__file__).resolve().parents[1]
+RANK_ONE_COLOUR = (0xE6, 0x9F, 0x00)  # search.overlays.MATCH_COLOURS[0]
+
+
+def test_explain_reports_matched_regions_and_draws_them_on_real_photos(datadir) -> None:
+    first = REPO / "samples/flowers/daisy/305160642_53cde0f44f.jpg"
+    second = sorted((REPO / "samples/flowers/daisy").glob("*.jpg"))[-1]
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    panel = artifacts / "cli-panel.png"
+    code, out, _ = invoke("explain", str(first), str(second), "-o", str(panel), "--json", "--matches", "4",
+                          "--data-dir", str(datadir.root))
+    assert code == 0, out
+    report = json.loads(out)
+    matches, correspondence = report["matches"], report["correspondence"]
+    assert len(matches) == 4 and correspondence["query_grid"] == [7, 7]
+    assert correspondence["share_sum"] == pytest.approx(1.0, abs=1e-3)
+    with Image.open(first) as a, Image.open(second) as b:
+        assert correspondence["query_size"] == list(a.size) and correspondence["hit_size"] == list(b.size)
+    for match in matches:
+        x0, y0, x1, y1 = match["hit_box"]
+        assert 0 <= x0 < x1 <= correspondence["hit_size"][0] and 0 <= y0 < y1 <= correspondence["hit_size"][1]
+        assert correspondence["query_to_hit"][match["query_cell"]] == match["hit_cell"]
+    with Image.open(panel) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    rank_one = np.all(pixels == RANK_ONE_COLOUR, axis=2)
+    assert rank_one.sum() > 4 * 30  # two boxes' outlines, the joining line and the legend swatch
+    # the colour appears on both images of the matches row: left half (query) and right (hit)
+    columns = np.nonzero(rank_one.any(axis=0))[0]
+    assert columns.min() < 12 + 256 < columns.max()
+
+
+def test_explain_can_draw_contribution_maps(tmp_path, datadir) -> None:
+    first, second = two_pictures(tmp_path)
+    code, out, _ = invoke("explain", str(first), str(second), "-o", str(tmp_path / "p.png"), "--json",
+                          "--method", "contribution", "--data-dir", str(datadir.root), *SMALL)
+    assert code == 0, out
+    assert json.loads(out)["method"] == "contribution"

@@ -1,6 +1,8 @@
 """Paired Grad-CAM against pytorch-grad-cam, and the explainer's symmetry, determinism, batching and edge cases."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,9 @@ from PIL import Image
 from conftest import make_picture
 from indexer.model.loading import ModelRequest, build_branch
 from indexer.pipeline.reading import model_pixels
-from search.explaining import DISSIMILAR, SIMILAR, PairExplainer, PairExplanation, upsample_map
+from indexer.model.whitening import Whitening
+from search.explaining import (CONTRIBUTION, DISSIMILAR, GRAD_CAM, SIMILAR, PairExplainer, PairExplanation,
+                               upsample_map)
 
 SIZE = 128  # a 4x4 target layer: coarse enough to be fast, fine enough for a meaningful correlation
 
@@ -161,3 +165,100 @@ def test_maps_come_at_the_target_layer_resolution_in_unit_range(branch, pictures
     maps = all_maps([explanation])
     assert maps.min() >= 0.0 and maps.max() <= 1.0
     assert Image.fromarray((upsample_map(explanation.hit.factual, 50, 70) * 255).astype(np.uint8)).size == (70, 50)
+
+
+# ------------------------------------------------------------ correspondence and map methods
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "flowers"
+
+
+def sample_pixels(count: int, size: int = SIZE) -> torch.Tensor:
+    """Real photos from samples/flowers, (count, 3, S, S) uint8."""
+    from search.image_files import read_image_file
+
+    paths = sorted(SAMPLES.rglob("*.jpg"))[:count]
+    return torch.stack([read_image_file(path, size).pixels for path in paths])
+
+
+def test_every_explanation_decomposes_its_similarity_into_pairs_of_cells(branch, pictures) -> None:
+    explanations = PairExplainer(branch).explain(pictures[0], pictures[1:5])
+    for explanation in explanations:
+        correspondence = explanation.correspondence
+        assert correspondence.contributions.sum() == pytest.approx(explanation.similarity, abs=1e-6)
+        assert correspondence.shares().sum() == pytest.approx(1.0, abs=1e-6)
+        assert correspondence.query_grid == correspondence.hit_grid == explanation.hit.factual.shape
+        assert correspondence.exact
+
+
+def test_a_photo_explained_against_itself_matches_each_region_to_itself() -> None:
+    photo_branch = build_branch(ModelRequest(input_size=224))
+    photos = sample_pixels(2, 224)
+    explanation = PairExplainer(photo_branch).explain(photos[1], photos[1:2])[0]
+    correspondence = explanation.correspondence
+    assert correspondence.query_grid == (7, 7)
+    assert np.array_equal(correspondence.query_to_hit, np.arange(49))
+    assert np.array_equal(correspondence.hit_to_query, np.arange(49))
+    assert all(pair.query_cell == pair.hit_cell for pair in correspondence.top_pairs(5))
+
+
+def test_contribution_maps_sum_to_zero_and_agree_with_the_grad_cam_run_on_the_rest(branch, pictures) -> None:
+    query, hits = pictures[0], pictures[1:5]
+    threshold = middle_threshold(branch, query, hits)
+    by_contribution = PairExplainer(branch, threshold, method=CONTRIBUTION)
+    fmaps = by_contribution.feature_maps(pictures[:5])
+    found = by_contribution.pair_pass(fmaps[:1], fmaps[1:])
+    # Relative contributions are a first-order decomposition of nothing: the cosine does not
+    # change when an image's vector is scaled, so they sum to zero on each side.
+    np.testing.assert_allclose(found.hit_raw.sum(dim=(1, 2)).numpy(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(found.query_raw.sum(dim=(1, 2)).numpy(), 0.0, atol=1e-9)
+    contribution = by_contribution.explain(query, hits)
+    grad_cam = PairExplainer(branch, threshold).explain(query, hits)
+    assert [e.method for e in contribution] == [CONTRIBUTION] * 4 and grad_cam[0].method == GRAD_CAM
+    for ours, theirs in zip(contribution, grad_cam):
+        assert ours.similarity == pytest.approx(theirs.similarity, abs=1e-12) and ours.verdict == theirs.verdict
+        np.testing.assert_array_equal(ours.correspondence.contributions, theirs.correspondence.contributions)
+        assert ours.hit.factual.max() == pytest.approx(1.0, abs=1e-5) or ours.hit.counterfactual.max() > 0.99
+
+
+def test_contribution_maps_of_an_image_paired_with_itself_are_empty(branch, pictures) -> None:
+    explanation = PairExplainer(branch, method=CONTRIBUTION).explain(pictures[2], pictures[2:3])[0]
+    assert all_maps([explanation]).max() < 1e-3
+
+
+def test_whitening_is_part_of_the_explained_similarity(branch, pictures) -> None:
+    dim = branch.card.dim
+    rng = np.random.default_rng(0)
+    whitening = Whitening(mean=rng.normal(0.02, 0.01, dim), projection=rng.normal(0, 1, (64, dim)))
+    explanations = PairExplainer(branch, whitening=whitening).explain(pictures[0], pictures[1:4])
+    with torch.no_grad():
+        vectors = whitening.apply(branch(pictures[:4].float()).double().numpy())
+    np.testing.assert_allclose([e.similarity for e in explanations], vectors[1:] @ vectors[0], atol=1e-6)
+    for explanation in explanations:
+        assert explanation.correspondence.similarity == pytest.approx(explanation.similarity, abs=1e-9)
+
+
+def test_grad_cam_at_the_previous_stage_is_twice_as_fine(branch, pictures) -> None:
+    finer = PairExplainer(branch, map_layer="previous").explain(pictures[0], pictures[1:3])
+    last = PairExplainer(branch).explain(pictures[0], pictures[1:3])
+    assert finer[0].hit.factual.shape == (SIZE // 16, SIZE // 16)
+    assert [e.similarity for e in finer] == pytest.approx([e.similarity for e in last], abs=1e-6)  # float32 vs 64
+    assert finer[0].correspondence.query_grid == (SIZE // 32, SIZE // 32)  # correspondence stays pooled-layer
+    with pytest.raises(ValueError, match="only Grad-CAM"):
+        PairExplainer(branch, map_layer="previous", method=CONTRIBUTION)
+
+
+@pytest.mark.parametrize("pooling", ["gem", "avg"])
+def test_grad_cam_through_the_pooled_vector_equals_backpropagation_to_the_feature_maps(pictures, pooling) -> None:
+    pooled_branch = build_branch(ModelRequest(input_size=SIZE, pooling=pooling))
+    explainer = PairExplainer(pooled_branch)
+    fmaps = explainer.feature_maps(pictures[:4]).double()
+    found = explainer.pair_pass(fmaps[:1], fmaps[1:])
+    query_leaves = fmaps[:1].expand(3, -1, -1, -1).clone().requires_grad_(True)
+    hit_leaves = fmaps[1:].clone().requires_grad_(True)
+    similarity = (explainer.tail.embed_feature_maps(query_leaves) * explainer.tail.embed_feature_maps(hit_leaves)).sum(1)
+    query_grads, hit_grads = torch.autograd.grad(similarity.sum(), [query_leaves, hit_leaves])
+    expected_hit = torch.einsum("kc,kchw->khw", hit_grads.mean(dim=(2, 3)), fmaps[1:])
+    expected_query = torch.einsum("kc,kchw->khw", query_grads.mean(dim=(2, 3)), query_leaves.detach())
+    torch.testing.assert_close(found.hit_raw, expected_hit, atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(found.query_raw, expected_query, atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(found.similarity, similarity.detach(), atol=1e-12, rtol=0)

@@ -147,3 +147,45 @@ def test_hit_whose_file_cannot_be_decoded_is_404(client, images) -> None:
     broken = images["broken/truncated.jpg"].id
     response = client.get(f"/api/explain?query={images['blobs/blobs_001.jpg'].id}&hit={broken}")
     assert response.status_code == 404 and "cannot be decoded" in response.json["error"]
+
+
+def boxes_inside(box: list[int], size: tuple[int, int]) -> bool:
+    x0, y0, x1, y1 = box
+    return 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
+
+
+def test_explain_returns_matched_regions_whose_shares_sum_to_one(client, images) -> None:
+    first, second = images["blobs/blobs_001.jpg"].id, images["rotated/rotated.jpg"].id
+    body = client.get(f"/api/explain?query={first}&hit={second}").json
+    matches, correspondence = body["matches"], body["correspondence"]
+    cells = correspondence["query_grid"][0] * correspondence["query_grid"][1]  # 4: the test model is small
+    assert len(matches) == min(5, cells) >= 3 and [m["rank"] for m in matches] == list(range(1, len(matches) + 1))
+    assert correspondence["share_sum"] == pytest.approx(1.0, abs=1e-3)
+    assert (correspondence["query_size"], correspondence["hit_size"]) == ([96, 72], [72, 96])  # upright, original px
+    rows, columns = correspondence["hit_grid"]
+    assert len(correspondence["query_to_hit"]) == rows * columns == len(correspondence["hit_to_query"])
+    for match in matches:
+        assert boxes_inside(match["query_box"], (96, 72)) and boxes_inside(match["hit_box"], (72, 96))
+        assert correspondence["query_to_hit"][match["query_cell"]] == match["hit_cell"]  # what hovering shows
+        assert match["share"] == pytest.approx(match["contribution"] / body["similarity"], rel=1e-3, abs=1e-5)
+    assert len({m["query_cell"] for m in matches}) == len(matches)
+    contributions = [m["contribution"] for m in matches]
+    assert contributions == sorted(contributions, reverse=True)
+    assert len(client.get(f"/api/explain?query={first}&hit={second}&matches=2").json["matches"]) == 2
+
+
+def test_an_image_explained_against_itself_matches_each_region_to_itself(client, images) -> None:
+    image = images["stripes/stripes_002.jpg"].id
+    body = client.get(f"/api/explain?query={image}&hit={image}&matches=8").json
+    assert body["similarity"] == pytest.approx(1.0, abs=1e-6)
+    cells = list(range(len(body["correspondence"]["query_to_hit"])))
+    assert body["correspondence"]["query_to_hit"] == cells == body["correspondence"]["hit_to_query"]
+    assert all(m["query_cell"] == m["hit_cell"] and m["query_box"] == m["hit_box"] for m in body["matches"])
+
+
+@pytest.mark.parametrize("value, message", [("0", "matches must be between 1 and 100"),
+                                            ("many", "matches must be an integer")])
+def test_a_bad_matches_count_is_400(client, images, value, message) -> None:
+    first = images["blobs/blobs_001.jpg"].id
+    response = client.get(f"/api/explain?query={first}&hit={first}&matches={value}")
+    assert response.status_code == 400 and message in response.json["error"]

@@ -1,7 +1,9 @@
-// The explanation dialog: query and hit side by side, each with its factual and counterfactual
-// Grad-CAM map stacked over the image (CSS opacity from the slider), the verdict and the score.
+// The explanation dialog: query and hit side by side, their matched regions (matches.js), each
+// with its factual and counterfactual map stacked over the image (CSS opacity from the slider),
+// the verdict and the score.
 import * as api from "./api.js";
 import { byId, fileName, loaded } from "./dom.js";
+import { createMatches } from "./matches.js";
 import { explainError } from "./message.js";
 
 const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
@@ -40,6 +42,7 @@ export function createExplainer() {
   const slider = byId("opacity-slider");
   const output = byId("opacity-value");
   const figures = Array.from(dialog.querySelectorAll(".map-figure"));
+  const matches = createMatches();
   let current = 0; // the explanation being shown; answers for older ones are dropped
 
   function setOpacity() {
@@ -57,6 +60,7 @@ export function createExplainer() {
     byId("hit-column").textContent = `Hit #${hit.rank}: ${fileName(hit.path)}`;
     byId("factual-sentence").textContent = "";
     byId("counterfactual-sentence").textContent = "";
+    matches.clear();
     for (const figure of figures) {
       figure.querySelector(".map-note").hidden = true;
       figure.classList.add("is-loading");
@@ -93,6 +97,7 @@ export function createExplainer() {
     byId("counterfactual-sentence").textContent =
       `Regions that argue against it (they point towards ${OPPOSITE[body.verdict] || "the other verdict"}).`;
     for (const figure of figures) showFigure(figure, body[figure.dataset.side], body.raw?.[figure.dataset.side]);
+    matches.show(body, { query: body.query.image_url, hit: body.hit.image_url });
   }
 
   // queryLabel: how the page names the query ("your image", a file name).

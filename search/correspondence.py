@@ -1,0 +1,241 @@
+"""Which region of the query matched which region of the hit: the similarity of a pair as an
+exact sum over pairs of positions (query cell i, hit cell j).
+
+The branch is backbone -> pooling -> head -> L2 normalisation (-> optional whitening). For
+activations a_i (position i of N, C channels) every pooling in use is a sum over positions:
+
+    GeM:  u_c = (1/N sum_i a_ic^p)^(1/p) = sum_i w_ic,   w_ic = a_ic^p / (N u_c^(p-1))
+    avg:  w_i = a_i / N                 max:  w_ic = u_c where i is channel c's argmax, else 0
+
+(GeM is positively homogeneous of degree 1 in each channel, so by Euler's theorem this is also
+sum_i a_ic du_c/da_ic). A linear head keeps it: v = W u + b = sum_i W w_i + b. Any other head is
+linearised at u: v = sum_i J w_i + (v - J u), J the head's Jacobian at u; for the ReLU MLP the
+remainder is the bias the active ReLUs let through, so the sum is still v. L2 normalisation
+divides by the scalar |v|, and a whitening y = P (x - mean) maps the sum to sum_i P w_i / |v|
+plus the constant -P mean. Each image's constants (head bias, linearisation remainder, mean)
+are spread over its positions in proportion to the positions' pooled mass sum_c |w_ic|, so
+
+    y = sum_i t_i   and   cos(q, h) = sum_{i,j} <t_i^q, t_j^h> / (|y^q| |y^h|) = sum_{i,j} C_ij
+
+holds to rounding (float64): C is the contribution of the pair (i, j), and C / cos its share.
+
+The region of the hit that query cell i *matches* is the hit cell whose term points the most
+the same way (largest cosine of t_i^q and t_j^h): raw contributions grow with the cube of the
+activations under GeM, so the strongest cell would otherwise be every cell's match. An image
+paired with itself therefore matches every cell to itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from indexer.model.pooling import AveragePool, GeMPool, MaxPool
+from indexer.model.whitening import Whitening
+
+DEFAULT_MATCHES = 5
+MAX_MATCHES = 100
+_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class PositionTerms:
+    """Per-image terms t (B, N, d) whose sum over positions is the final vector y (B, d)."""
+
+    terms: torch.Tensor
+    grid: tuple[int, int]
+    exact: bool  # False when a non-linear head was linearised
+    remainder: torch.Tensor  # (B,) |linearisation remainder| / |head output| (0 when exact)
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        return self.terms.sum(dim=1)
+
+    @property
+    def norms(self) -> torch.Tensor:
+        return self.vectors.norm(dim=1)
+
+
+def pooled_terms(pooling: nn.Module, fmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position parts w (B, N, C) of the pooled vector u (B, C): u = w.sum(1)."""
+    batch, channels = fmaps.shape[:2]
+    flat = fmaps.flatten(2).transpose(1, 2)  # (B, N, C)
+    count = flat.shape[1]
+    if isinstance(pooling, GeMPool):
+        p = pooling.p.detach().to(fmaps.dtype)
+        powered = flat.clamp(min=pooling.eps).pow(p)
+        pooled = powered.mean(dim=1).pow(1.0 / p)
+        return powered / (count * pooled.pow(p - 1.0)).unsqueeze(1), pooled
+    if isinstance(pooling, AveragePool):
+        return flat / count, flat.mean(dim=1)
+    if isinstance(pooling, MaxPool):
+        pooled, where = flat.max(dim=1)
+        parts = torch.zeros_like(flat)
+        parts.scatter_(1, where.unsqueeze(1), pooled.unsqueeze(1))
+        return parts, pooled
+    raise ValueError(f"no position decomposition for pooling {type(pooling).__name__}")
+
+
+def _linearised_head(head: nn.Module, parts: torch.Tensor,
+                     pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(J w_i (B, N, d), remainder v - J u (B, d), v (B, d)) for a head without a closed form."""
+    with torch.enable_grad():
+        primal = pooled.detach().requires_grad_(True)
+        output = head(primal)
+        # Reverse mode, one vector-Jacobian product per output unit would be d passes; instead
+        # differentiate <output, z> for a dummy z, then differentiate that gradient along each
+        # position's part (the double-backward trick for Jacobian-vector products).
+        dummy = torch.zeros_like(output, requires_grad=True)
+        (vjp,) = torch.autograd.grad(output, primal, dummy, create_graph=True)
+        positions = parts.shape[1]
+        columns = [torch.autograd.grad(vjp, dummy, parts[:, i], retain_graph=i < positions - 1)[0]
+                   for i in range(positions)]
+    linear = torch.stack(columns, dim=1).detach()
+    output = output.detach()
+    return linear, output - linear.sum(dim=1), output
+
+
+def _mass_shares(parts: torch.Tensor) -> torch.Tensor:
+    """(B, N): each position's share of the pooled mass sum_c |w_ic|; uniform when all are zero."""
+    mass = parts.abs().sum(dim=2)
+    total = mass.sum(dim=1, keepdim=True)
+    uniform = torch.full_like(mass, 1.0 / mass.shape[1])
+    return torch.where(total > 0, mass / total.clamp(min=_TINY), uniform)
+
+
+@torch.no_grad()
+def position_terms(pooling: nn.Module, head: nn.Module, fmaps: torch.Tensor,
+                   whitening: Whitening | None = None) -> PositionTerms:
+    """The terms of the final vector (after head, L2 normalisation and whitening) of each image.
+
+    Run it in float64: sums then match the network's own output to ~1e-12.
+    """
+    parts, pooled = pooled_terms(pooling, fmaps)
+    exact = True
+    remainder_share = torch.zeros(parts.shape[0], dtype=parts.dtype, device=parts.device)
+    if isinstance(head, nn.Identity):
+        terms, bias = parts, torch.zeros_like(pooled)
+    elif isinstance(head, nn.Linear):
+        weight = head.weight.to(parts.dtype)
+        terms = parts @ weight.T
+        bias = (head.bias.to(parts.dtype) if head.bias is not None else torch.zeros(weight.shape[0], dtype=parts.dtype,
+                                                                                   device=parts.device))
+        bias = bias.expand(parts.shape[0], -1)
+    else:
+        terms, bias, output = _linearised_head(head, parts, pooled)
+        exact = False
+        remainder_share = bias.norm(dim=1) / output.norm(dim=1).clamp(min=_TINY)
+    scale = (terms.sum(dim=1) + bias).norm(dim=1).clamp(min=1e-12).view(-1, 1)  # F.normalize's eps
+    terms, bias = terms / scale.unsqueeze(2), bias / scale
+    if whitening is not None:
+        projection = torch.as_tensor(whitening.projection, dtype=terms.dtype, device=terms.device)
+        mean = torch.as_tensor(whitening.mean, dtype=terms.dtype, device=terms.device)
+        terms, bias = terms @ projection.T, (bias - mean) @ projection.T
+    terms = terms + _mass_shares(parts).unsqueeze(2) * bias.unsqueeze(1)
+    return PositionTerms(terms, (fmaps.shape[2], fmaps.shape[3]), exact, remainder_share)
+
+
+@dataclass(frozen=True)
+class CellPair:
+    query_cell: int  # row-major index into the query's grid
+    hit_cell: int
+    contribution: float  # this pair's part of the similarity
+    share: float  # contribution / similarity
+
+
+@dataclass(frozen=True)
+class Correspondence:
+    """One pair's decomposition: contributions (Nq, Nh) sum to the similarity."""
+
+    contributions: np.ndarray
+    query_grid: tuple[int, int]
+    hit_grid: tuple[int, int]
+    query_to_hit: np.ndarray  # (Nq,) the hit cell each query cell matches
+    hit_to_query: np.ndarray  # (Nh,) the query cell each hit cell matches
+    exact: bool
+    remainder: float  # largest linearisation remainder's share of a head output (0 when exact)
+
+    @property
+    def similarity(self) -> float:
+        return float(self.contributions.sum())
+
+    def shares(self) -> np.ndarray:
+        """Each pair's share of the similarity; they sum to 1 (undefined at similarity 0)."""
+        return self.contributions / self.similarity
+
+    def top_pairs(self, count: int = DEFAULT_MATCHES) -> list[CellPair]:
+        """Query cells with the hit cell each matches, by that pair's contribution, largest first
+        (several query cells may match one hit cell: hovering any of them lights it up)."""
+        matched = self.contributions[np.arange(len(self.query_to_hit)), self.query_to_hit]
+        similarity = self.similarity
+        return [CellPair(int(cell), int(self.query_to_hit[cell]), float(matched[cell]),
+                         float(matched[cell]) / similarity if similarity != 0 else 0.0)
+                for cell in np.argsort(-matched, kind="stable")[:count]]
+
+
+def _unit_rows(terms: torch.Tensor) -> torch.Tensor:
+    return terms / terms.norm(dim=-1, keepdim=True).clamp(min=_TINY)
+
+
+def pair_correspondences(query: PositionTerms, hits: PositionTerms) -> list[Correspondence]:
+    """The correspondence of the one query (batch of 1) with each hit, all hits at once."""
+    query_terms, hit_terms = query.terms[0], hits.terms
+    norms = (query.norms[0] * hits.norms).clamp(min=_TINY).view(-1, 1, 1)
+    contributions = torch.einsum("id,kjd->kij", query_terms, hit_terms) / norms
+    cosines = torch.einsum("id,kjd->kij", _unit_rows(query_terms), _unit_rows(hit_terms))
+    query_to_hit, hit_to_query = cosines.argmax(dim=2).cpu().numpy(), cosines.argmax(dim=1).cpu().numpy()
+    contributions = contributions.cpu().numpy()
+    return [Correspondence(contributions=contributions[index], query_grid=query.grid, hit_grid=hits.grid,
+                           query_to_hit=query_to_hit[index], hit_to_query=hit_to_query[index],
+                           exact=query.exact and hits.exact,
+                           remainder=float(max(query.remainder[0], hits.remainder[index])))
+            for index in range(hit_terms.shape[0])]
+
+
+def cell_box(cell: int, grid: tuple[int, int], width: int, height: int) -> list[int]:
+    """[x0, y0, x1, y1] of a grid cell in an image of width x height pixels (the model sees the
+    whole image squashed to a square, so cells divide each side evenly)."""
+    rows, columns = grid
+    row, column = divmod(int(cell), columns)
+    return [round(column * width / columns), round(row * height / rows),
+            round((column + 1) * width / columns), round((row + 1) * height / rows)]
+
+
+@dataclass(frozen=True)
+class BoxMatch:
+    """A top pair drawn on the images: boxes [x0, y0, x1, y1] in each original image's pixels."""
+
+    rank: int
+    query_box: list[int]
+    hit_box: list[int]
+    share: float
+    contribution: float
+    query_cell: int
+    hit_cell: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rank": self.rank, "query_box": self.query_box, "hit_box": self.hit_box,
+                "share": round(self.share, 6), "contribution": round(self.contribution, 6),
+                "query_cell": self.query_cell, "hit_cell": self.hit_cell}
+
+
+def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
+                hit_size: tuple[int, int]) -> list[BoxMatch]:
+    """The top `count` pairs with their cells' boxes; sizes are (width, height) of the originals."""
+    return [BoxMatch(rank, cell_box(pair.query_cell, correspondence.query_grid, *query_size),
+                     cell_box(pair.hit_cell, correspondence.hit_grid, *hit_size), pair.share, pair.contribution,
+                     pair.query_cell, pair.hit_cell)
+            for rank, pair in enumerate(correspondence.top_pairs(count), start=1)]
+
+
+def correspondence_summary(correspondence: Correspondence, query_size: tuple[int, int],
+                           hit_size: tuple[int, int]) -> dict[str, object]:
+    """What a client needs to light up, for any cell of one image, the cell it matches in the other."""
+    return {"query_grid": list(correspondence.query_grid), "hit_grid": list(correspondence.hit_grid),
+            "query_size": list(query_size), "hit_size": list(hit_size),
+            "query_to_hit": [int(cell) for cell in correspondence.query_to_hit],
+            "hit_to_query": [int(cell) for cell in correspondence.hit_to_query],
+            "exact": correspondence.exact, "remainder": round(correspondence.remainder, 6),
+            "share_sum": round(float(correspondence.shares().sum()), 9)}

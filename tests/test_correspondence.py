@@ -1,0 +1,136 @@
+"""The pair-of-positions decomposition: contributions sum to the cosine for every pooling, head and
+whitening; shares sum to 1; an image paired with itself matches each region to itself."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from indexer.model.branch import SiameseBranch
+from indexer.model.card import ModelCard
+from indexer.model.heads import build_head
+from indexer.model.pooling import build_pooling
+from indexer.model.whitening import Whitening
+from search.correspondence import cell_box, pair_correspondences, position_terms
+
+CHANNELS, GRID = 24, (4, 5)
+
+
+def tail(pooling: str, head: str | None, out_dim: int = 16) -> SiameseBranch:
+    torch.manual_seed(7)
+    built_head = build_head(head, CHANNELS, out_dim) if head else None
+    return SiameseBranch(ModelCard(), nn.Sequential(), build_pooling(pooling), built_head).double().eval()
+
+
+def activations(count: int, seed: int) -> torch.Tensor:
+    """ReLU6-like activations, (count, C, h, w) float64, with exact zeros as a real backbone has."""
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.randn(count, CHANNELS, *GRID, generator=generator, dtype=torch.float64) * 2
+    return raw.clamp(0, 6)
+
+
+def random_whitening(dim: int, out_dim: int, seed: int = 3) -> Whitening:
+    rng = np.random.default_rng(seed)
+    return Whitening(mean=rng.normal(0.1, 0.05, dim), projection=rng.normal(0, 1, (out_dim, dim)))
+
+
+def cosines(branch: SiameseBranch, query: torch.Tensor, hits: torch.Tensor,
+            whitening: Whitening | None) -> np.ndarray:
+    with torch.no_grad():
+        vectors = branch.embed_feature_maps(torch.cat([query, hits]))
+        if whitening is not None:
+            vectors = whitening.torch_apply(vectors)
+    return (vectors[1:] @ vectors[0]).numpy()
+
+
+CASES = [(pooling, head, whitened) for pooling in ("gem", "avg", "max") for head in (None, "linear")
+         for whitened in (False, True)]
+
+
+@pytest.mark.parametrize("pooling, head, whitened", CASES)
+def test_contributions_sum_to_the_cosine_exactly(pooling: str, head: str | None, whitened: bool) -> None:
+    branch = tail(pooling, head)
+    dim = 16 if head else CHANNELS
+    whitening = random_whitening(dim, 12) if whitened else None
+    query, hits = activations(1, 0), activations(4, 1)
+    query_terms = position_terms(branch.pooling, branch.head, query, whitening)
+    hit_terms = position_terms(branch.pooling, branch.head, hits, whitening)
+    found = pair_correspondences(query_terms, hit_terms)
+    expected = cosines(branch, query, hits, whitening)
+    sums = np.array([c.contributions.sum() for c in found])
+    np.testing.assert_allclose(sums, expected, atol=1e-9, rtol=0)
+    assert all(c.exact and c.remainder == 0.0 for c in found)
+    for correspondence in found:
+        assert correspondence.contributions.shape == (GRID[0] * GRID[1],) * 2
+        assert correspondence.shares().sum() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_terms_sum_to_the_network_output_vector() -> None:
+    branch = tail("gem", "linear")
+    whitening = random_whitening(16, 10)
+    fmaps = activations(3, 5)
+    terms = position_terms(branch.pooling, branch.head, fmaps, whitening)
+    with torch.no_grad():
+        projected = (branch.embed_feature_maps(fmaps) - torch.from_numpy(whitening.mean)) @ torch.from_numpy(
+            whitening.projection).T
+    np.testing.assert_allclose(terms.vectors.numpy(), projected.numpy(), atol=1e-12)
+    assert terms.grid == GRID and terms.terms.shape == (3, GRID[0] * GRID[1], 10)
+
+
+def test_a_non_linear_head_is_linearised_reports_its_remainder_and_still_sums() -> None:
+    branch = tail("gem", "mlp")
+    query, hits = activations(1, 2), activations(3, 3)
+    query_terms = position_terms(branch.pooling, branch.head, query)
+    found = pair_correspondences(query_terms, position_terms(branch.pooling, branch.head, hits))
+    np.testing.assert_allclose([c.contributions.sum() for c in found], cosines(branch, query, hits, None),
+                               atol=1e-9, rtol=0)
+    assert not any(c.exact for c in found)
+    # A random MLP has biases, so some of each vector is the (spread) remainder, but not all of it.
+    assert all(0.0 < c.remainder < 1.0 for c in found)
+    # A ReLU MLP is linear where its ReLU pattern holds, so the remainder is exactly the bias that
+    # the active units let through: W2 diag(active) b1 + b2.
+    first, second = branch.head[0], branch.head[2]
+    with torch.no_grad():
+        pooled = branch.pooling(query)[0]
+        active = (first(pooled) > 0).double()
+        bias = second.weight @ (active * first.bias) + second.bias
+        expected = float(bias.norm() / branch.head(pooled).norm())
+    assert float(query_terms.remainder[0]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_an_image_paired_with_itself_matches_every_region_to_itself() -> None:
+    branch = tail("gem", "linear")
+    fmap = activations(1, 9)
+    terms = position_terms(branch.pooling, branch.head, fmap, random_whitening(16, 12))
+    (itself,) = pair_correspondences(terms, terms)
+    cells = np.arange(GRID[0] * GRID[1])
+    assert np.array_equal(itself.query_to_hit, cells) and np.array_equal(itself.hit_to_query, cells)
+    assert itself.similarity == pytest.approx(1.0, abs=1e-12)
+    top = itself.top_pairs(5)
+    assert [pair.query_cell for pair in top] == [pair.hit_cell for pair in top]
+    # The diagonal contributions |t_i|^2 come out ranked, largest first.
+    diagonal = np.diag(itself.contributions)
+    assert [pair.query_cell for pair in top] == list(np.argsort(-diagonal)[:5])
+
+
+def test_top_pairs_take_each_query_cell_once_and_follow_the_matching() -> None:
+    branch = tail("gem", None)
+    query = position_terms(branch.pooling, branch.head, activations(1, 11))
+    (found,) = pair_correspondences(query, position_terms(branch.pooling, branch.head, activations(1, 12)))
+    top = found.top_pairs(8)
+    assert len(top) == len({pair.query_cell for pair in top}) == 8
+    assert len(found.top_pairs(100)) == GRID[0] * GRID[1]
+    assert all(found.query_to_hit[pair.query_cell] == pair.hit_cell for pair in top)
+    contributions = [pair.contribution for pair in top]
+    assert contributions == sorted(contributions, reverse=True)
+    assert all(pair.share == pytest.approx(pair.contribution / found.similarity) for pair in top)
+
+
+def test_cell_boxes_tile_the_original_image() -> None:
+    grid, width, height = (7, 7), 1440, 960
+    boxes = [cell_box(cell, grid, width, height) for cell in range(49)]
+    assert boxes[0] == [0, 0, 206, 137] and boxes[-1] == [1234, 823, 1440, 960]
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+    assert area == width * height
+    assert cell_box(9, (2, 5), 100, 50) == [80, 25, 100, 50]
