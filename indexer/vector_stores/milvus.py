@@ -112,6 +112,10 @@ def connect(uri: str, lite_path: str | None) -> Any:
 class MilvusStore:
     """A VectorStore over one collection; every call goes to Milvus (nothing cached here)."""
 
+    # Milvus holds the branch's own vectors: a collection whitening must be written atomically
+    # with the vectors it made, which only the FAISS file does (indexer.pipeline.whitening_policy).
+    whitening = None
+
     def __init__(self, client: Any, collection: str, dim: int, kind: str) -> None:
         self.client = client
         self.collection = collection

@@ -5,11 +5,14 @@ from typing import Protocol
 
 import numpy as np
 
+from indexer.model.whitening import Whitening
+
 
 class VectorStore(Protocol):
     """Unit vectors under catalog ids; inner-product search. FAISS and Milvus implement it."""
 
     kind: str  # flat (exact), hnsw or ivfpq: see indexer/vectors.py
+    whitening: Whitening | None  # the transform its vectors went through; None: the branch's own
 
     @property
     def dim(self) -> int: ...
