@@ -54,9 +54,12 @@ class ServiceCollector(Collector):
                                 value=len(snapshot.store) if snapshot.store is not None else 0)
         yield GaugeMetricFamily("whysim_index_ready", "1 when the index can be searched.",
                                 value=1 if snapshot.ready else 0)
+        written = getattr(snapshot.stamp, "mtime_ns", None)  # FAISS files; Milvus stamps are generations
         yield GaugeMetricFamily("whysim_index_generation_timestamp_seconds",
-                                "When the served index file was written; changes with every new index.",
-                                value=snapshot.stamp.mtime_ns / 1e9 if snapshot.stamp is not None else 0)
+                                "When the served index file was written (0 for a Milvus store); changes with "
+                                "every new index.", value=written / 1e9 if written is not None else 0)
+        yield GaugeMetricFamily("whysim_index_generation", "Indexes this server has loaded so far (any store).",
+                                value=self.engine.watcher.reloads)
 
 
 @dataclass

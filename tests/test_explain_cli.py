@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import encode, make_picture
+from indexer.model.card import DEFAULT_INPUT_SIZE
 from webui.cli import cli
 
 
@@ -154,7 +155,8 @@ def test_explain_reports_matched_regions_and_draws_them_on_real_photos(datadir) 
     assert code == 0, out
     report = json.loads(out)
     matches, correspondence = report["matches"], report["correspondence"]
-    assert len(matches) == 4 and correspondence["query_grid"] == [7, 7]
+    side = DEFAULT_INPUT_SIZE // 32  # the target layer's grid at the default input size (Lite0: stride 32)
+    assert len(matches) == 4 and correspondence["query_grid"] == [side, side]
     assert correspondence["share_sum"] == pytest.approx(1.0, abs=1e-3)
     with Image.open(first) as a, Image.open(second) as b:
         assert correspondence["query_size"] == list(a.size) and correspondence["hit_size"] == list(b.size)

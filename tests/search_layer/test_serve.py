@@ -70,9 +70,9 @@ def explain_status(port: int, query: int, hit: int, forwarded_for: str) -> int:
 def test_production_server_tells_clients_apart_only_behind_trusted_proxies(built_index, images) -> None:
     query, hit = images["blobs/blobs_001.jpg"].id, images["blobs/blobs_002.jpg"].id
     limited = ("--production", "--threads", "2", "--explain-limit", "1/minute")
-    with whysim_server(built_index.root, *limited, "--trusted-proxies", "1") as server:
+    with whysim_server(built_index.root, *catalog_option(built_index), *limited, "--trusted-proxies", "1") as server:
         assert [explain_status(server.port, query, hit, client) for client in ("198.51.100.1", "198.51.100.1",
                                                                                "198.51.100.2")] == [200, 429, 200]
-    with whysim_server(built_index.root, *limited) as server:  # the header is ignored: one client
+    with whysim_server(built_index.root, *catalog_option(built_index), *limited) as server:  # header ignored: one client
         assert [explain_status(server.port, query, hit, client) for client in ("198.51.100.1",
                                                                                "198.51.100.2")] == [200, 429]
