@@ -82,8 +82,14 @@ def start_indexing(root: Path, datadir: DataDir) -> subprocess.Popen[str]:
     command = [sys.executable, "-c", "from webui.cli import main; main()", "index", str(root),
                "--data-dir", str(datadir.root), "--input-size", "320", "--batch-size", "2",
                "--chunk-size", "2", "--workers", "1", "--no-progress"]
+    # A harness that starts the tests in the background (a non-interactive shell's `cmd &`) hands
+    # them SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt: restore it.
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def indexed_rows(datadir: DataDir) -> int:
