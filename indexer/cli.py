@@ -229,9 +229,8 @@ def collect_stats(datadir: DataDir) -> dict[str, Any]:
         try:
             if location.exists():
                 store = location.load()
-                whitening = getattr(store, "whitening", None)
                 stats.update(vectors=len(store), index_type=store.kind,
-                             whitening=whitening.digest() if whitening is not None else None)
+                             whitening=store.whitening.digest() if store.whitening is not None else None)
         finally:
             location.close()
     finally:

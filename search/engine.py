@@ -54,11 +54,6 @@ def model_key(card: ModelCard, whitening: Whitening | None = None) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def store_whitening(store: VectorStore | None) -> Whitening | None:
-    """The transform the store's vectors went through (stores that cannot carry one have none)."""
-    return getattr(store, "whitening", None)
-
-
 class IndexNotReady(RuntimeError):
     """There is nothing to search yet (no index, no model, or a rebuild in progress)."""
 
@@ -146,7 +141,7 @@ class SearchEngine:
     def model_key(self) -> str:
         """model_key() of the model (and whitening) behind the served index."""
         snapshot = self.snapshot()
-        return model_key(snapshot.card, store_whitening(snapshot.store))  # type: ignore[arg-type]  # ready
+        return model_key(snapshot.card, snapshot.store.whitening)  # type: ignore[arg-type,union-attr]  # ready
 
     def verdict_rule(self) -> VerdictRule:
         """The collection's rule: one fitted on its labels for this embedding, else the default."""
@@ -165,7 +160,7 @@ class SearchEngine:
 
     def final_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Branch vectors as the index holds them: through its whitening, if it has one."""
-        whitening = store_whitening(self.snapshot().store)
+        whitening = self.snapshot().store.whitening  # type: ignore[union-attr]  # ready
         return whitening.apply(vectors) if whitening is not None else vectors
 
     def snapshot(self) -> IndexSnapshot:
@@ -193,7 +188,7 @@ class SearchEngine:
         snapshot = self.snapshot()
         assert snapshot.card is not None and snapshot.store is not None
         return self.models.explain(snapshot.card, query.pixels, torch.stack([hit.pixels for hit in hits]),
-                                   store_whitening(snapshot.store), self.judge())
+                                   snapshot.store.whitening, self.judge())
 
     # ---------------------------------------------------------------- queries
 

@@ -46,7 +46,7 @@ def collection_context(datadir: DataDir, branch: SiameseBranch) -> tuple[Whiteni
             store = location.load() if location.exists() else None
             if store is None or not len(store):
                 return None, None
-            return getattr(store, "whitening", None), VerdictJudge(Cohort.of_store(store), stored_rule(catalog, card))
+            return store.whitening, VerdictJudge(Cohort.of_store(store), stored_rule(catalog, card))
         finally:
             location.close()
     finally:

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from indexer.evaluation.retrieval_metrics import retrieval_metrics
 from indexer.evaluation.verification import pair_scores, verification_metrics, verification_pairs
 from indexer.model.branch import SiameseBranch
-from indexer.model.whitening import collection_whitening
 from indexer.pipeline.embedding import Embedder
+from indexer.pipeline.whitening_policy import collection_whitening
 from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from indexer.training.collection import LabelledCollection
 from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut

@@ -108,12 +108,3 @@ def fit_whitening(vectors: np.ndarray, power: float = DEFAULT_POWER, shrinkage: 
     projection = (eigenvectors * scale).T
     return Whitening(mean.astype(np.float32), np.ascontiguousarray(projection, dtype=np.float32))
 
-
-def collection_whitening(vectors: np.ndarray, enabled: bool = True) -> Whitening | None:
-    """The whitening whysim fits on a collection of these branch vectors, or None (too few, off,
-    or a collection of broad categories: see indexer.pipeline.whitening_policy.instance_level)."""
-    from indexer.pipeline.whitening_policy import instance_level  # the policy lives with the indexer
-
-    if not enabled or len(vectors) < MIN_VECTORS or not instance_level(vectors):
-        return None
-    return fit_whitening(vectors)

@@ -67,6 +67,6 @@ def compact_index(datadir: DataDir, index_type: str | None = None, whitening: st
         finally:
             location.close()
             catalog.engine.dispose()
-    whitened = getattr(rebuilt, "whitening", None)
     return CompactReport(vectors, kind_before, rebuilt.kind, repaired.orphan_vectors_removed,
-                         round(time.perf_counter() - started, 3), whitened.digest() if whitened is not None else None)
+                         round(time.perf_counter() - started, 3),
+                         rebuilt.whitening.digest() if rebuilt.whitening is not None else None)

@@ -40,8 +40,7 @@ def record_outcomes(results: Sequence[ReadResult], embed: Callable[[list[int]], 
             writer.failed(by_id[result.image_id], result)
     if to_embed:
         vectors = embed(keep_rows)
-        whitening = getattr(writer.store, "whitening", None)  # the index's transform, for every new vector
-        if whitening is not None:
-            vectors = whitening.apply(vectors)
+        if writer.store.whitening is not None:  # the index's transform, for every new vector
+            vectors = writer.store.whitening.apply(vectors)
         for (item, result), vector in zip(to_embed, vectors, strict=True):
             writer.indexed(item, result, vector)

@@ -19,7 +19,7 @@ import logging
 import numpy as np
 
 from indexer.catalog.repository import Catalog
-from indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, fit_whitening
+from indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
 from indexer.vectors import VectorStore
 from indexer.verdicts import Cohort
 
@@ -63,6 +63,14 @@ def remember_choice(catalog: Catalog, choice: str | None) -> str:
             raise ValueError(f"unknown whitening choice {choice!r}; choose one of {', '.join(WHITENING_CHOICES)}")
         catalog.set_setting(WHITENING_SETTING, None if choice == "auto" else choice)
     return catalog.get_setting(WHITENING_SETTING) or "auto"
+
+
+def collection_whitening(vectors: np.ndarray, enabled: bool = True) -> Whitening | None:
+    """The whitening `whysim index` would fit on a collection of these branch vectors, or None
+    (too few, turned off, or a collection of broad categories)."""
+    if not enabled or len(vectors) < MIN_VECTORS or not instance_level(vectors):
+        return None
+    return fit_whitening(vectors)
 
 
 def fitted_on(catalog: Catalog, store: VectorStore) -> int:

@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: locating the dataset and running the real `whysim` CLI."""
+"""What the benchmark scripts share: locating the dataset, running the real `whysim` CLI, and
+pooling one backbone pass several ways."""
 from __future__ import annotations
 
 import json
@@ -36,3 +37,33 @@ def run_whysim(*args: object) -> tuple[float, dict[str, Any]]:
     if done.returncode != 0:
         sys.exit(f"whysim {' '.join(map(str, args))} failed ({done.returncode}):\n{done.stderr}")
     return seconds, json.loads(done.stdout)
+
+
+def pooled_vectors(branch: Any, paths: list[Path], size: int, batch_size: int, workers: int,
+                   poolings: dict[str, Any], label: str) -> dict[str, Any]:
+    """Reads `paths` with the indexer's read stage, runs `branch` once up to its target layer and
+    returns L2-normalised vectors per pooling (numpy, in path order); stops on an unreadable file."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
+
+    requests = [ReadRequest(i, path) for i, path in enumerate(paths)]
+    loader = DataLoader(ImageFileDataset(requests, size), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_reads, worker_init_fn=init_reader_worker if workers else None)
+    pooled: dict[str, list[Any]] = {name: [] for name in poolings}
+    done = 0
+    with torch.inference_mode():
+        for batch in loader:
+            failed = [r for r in batch.results if r.error]
+            if failed:
+                raise RuntimeError(f"{len(failed)} unreadable images, e.g. {failed[0].error}")
+            fmaps = branch.feature_maps(batch.pixels.contiguous(memory_format=torch.channels_last)).float()
+            for name, pool in poolings.items():
+                pooled[name].append(F.normalize(pool(fmaps), dim=-1).numpy())
+            done += len(batch.results)
+            print(f"\r  {label}: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {name: np.concatenate(chunks) for name, chunks in pooled.items()}

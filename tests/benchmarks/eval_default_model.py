@@ -13,21 +13,17 @@ from __future__ import annotations
 import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from bench_support import default_dataset, require_dataset
+from bench_support import default_dataset, pooled_vectors, require_dataset
 from indexer.evaluation.retrieval_metrics import retrieval_metrics
 from indexer.model.backbones import IMAGENET_MEAN_255, IMAGENET_STD_255
 from indexer.model.loading import ModelRequest, build_branch
 from indexer.model.pooling import AveragePool, GeMPool, MaxPool
-from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from indexer.scanning import scan_collection
 
 POOLINGS: dict[str, torch.nn.Module] = {
@@ -42,25 +38,10 @@ def pooled_embeddings(root: Path, paths: list[str], size: int, batch_size: int, 
     if imagenet_scaling:  # the torchvision convention, instead of Lite0's own [-1, 1]
         branch.input_mean.copy_(torch.tensor(IMAGENET_MEAN_255).view(1, 3, 1, 1))
         branch.input_std.copy_(torch.tensor(IMAGENET_STD_255).view(1, 3, 1, 1))
-    requests = [ReadRequest(i, root / path) for i, path in enumerate(paths)]
-    loader = DataLoader(ImageFileDataset(requests, size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_reads, worker_init_fn=init_reader_worker if workers else None)
-    pooled: dict[str, list[np.ndarray]] = {name: [] for name in POOLINGS}
     started = time.perf_counter()
-    done = 0
-    with torch.inference_mode():
-        for batch in loader:
-            failed = [r for r in batch.results if r.error]
-            if failed:
-                raise RuntimeError(f"{len(failed)} unreadable images, e.g. {failed[0].error}")
-            fmaps = branch.feature_maps(batch.pixels.contiguous(memory_format=torch.channels_last)).float()
-            for name, pool in POOLINGS.items():
-                pooled[name].append(F.normalize(pool(fmaps), dim=-1).numpy())
-            done += len(batch.results)
-            print(f"\r  {size}px: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
+    vectors = pooled_vectors(branch, [root / path for path in paths], size, batch_size, workers, POOLINGS, f"{size}px")
     rate = len(paths) / (time.perf_counter() - started)
-    print(file=sys.stderr)
-    return {name: np.concatenate(chunks) for name, chunks in pooled.items()}, rate
+    return vectors, rate
 
 
 def main() -> None:

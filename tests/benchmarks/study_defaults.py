@@ -16,17 +16,14 @@ from __future__ import annotations
 import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from bench_support import require_dataset
+from bench_support import pooled_vectors, require_dataset
 from indexer.evaluation.evaluate import verdict_metrics
 from indexer.evaluation.retrieval_metrics import retrieval_metrics
 from indexer.evaluation.verification import pair_scores, verification_pairs
@@ -34,7 +31,6 @@ from indexer.model.loading import ModelRequest, build_branch
 from indexer.model.whitening import DEFAULT_POWER, DEFAULT_SHRINKAGE, fit_whitening
 from indexer.model.pooling import AveragePool, GeMPool
 from indexer.pipeline.embedding import retain_freed_memory
-from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from indexer.training.collection import LabelledCollection, scan_labelled
 from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy
 
@@ -67,23 +63,7 @@ def embed(candidate: Candidate, paths: list[Path], batch_size: int, workers: int
     branch = build_branch(ModelRequest(backbone=candidate.backbone, input_size=candidate.size, pooling="avg"))
     branch.eval().fold_batchnorm()
     branch = branch.to(memory_format=torch.channels_last)
-    requests = [ReadRequest(i, path) for i, path in enumerate(paths)]
-    loader = DataLoader(ImageFileDataset(requests, candidate.size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_reads, worker_init_fn=init_reader_worker if workers else None)
-    pooled: dict[str, list[np.ndarray]] = {name: [] for name in POOLINGS}
-    done = 0
-    with torch.inference_mode():
-        for batch in loader:
-            failed = [r for r in batch.results if r.error]
-            if failed:
-                raise RuntimeError(f"{len(failed)} unreadable images, e.g. {failed[0].error}")
-            fmaps = branch.feature_maps(batch.pixels.contiguous(memory_format=torch.channels_last)).float()
-            for name, pool in POOLINGS.items():
-                pooled[name].append(F.normalize(pool(fmaps), dim=-1).numpy())
-            done += len(batch.results)
-            print(f"\r  {candidate.name}: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    return {name: np.concatenate(chunks) for name, chunks in pooled.items()}
+    return pooled_vectors(branch, paths, candidate.size, batch_size, workers, POOLINGS, candidate.name)
 
 
 def model_rate(candidate: Candidate, batch_size: int, batches: int = 3) -> float:
