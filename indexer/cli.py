@@ -134,8 +134,9 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=0), default=0,
               help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA).")
-@click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
-              help="Decoding worker processes.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help=f"Decoding worker processes (default: none on CPU, where a thread of this process decodes "
+                   f"while the model runs; {default_workers()} with CUDA).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Images per catalog/vector commit.")
 @click.option("--index-type", type=click.Choice(["auto", *INDEX_KINDS]), default="auto", show_default=True,
@@ -164,7 +165,7 @@ def active_model_card(datadir: DataDir) -> Any:
 @click.pass_context
 def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
                   model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
-                  workers: int, chunk_size: int, index_type: str, vector_store: str | None, engine: str,
+                  workers: int | None, chunk_size: int, index_type: str, vector_store: str | None, engine: str,
                   ray_address: str | None, decoder: str, read_threads: int, max_pixels: int,
                   whitening: str | None, as_json: bool, progress: bool | None,
                   **model_values: Any) -> None:

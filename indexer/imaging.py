@@ -79,8 +79,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
             transpose = _orientation_swaps_axes(image)
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
-            image = ImageOps.exif_transpose(image)
-            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # decodes; in place: no copy of the pixels
             rgb = _to_rgb(image)
     except ImageRejected:
         raise

@@ -29,6 +29,7 @@ from indexer.pipeline.planning import WorkItem, plan_collection
 from indexer.pipeline.reading import (ImageFileDataset, ReadBatch, ReadRequest, ReadResult, collate_reads,
                                       init_reader_worker)
 from indexer.pipeline.reconcile import reconcile
+from indexer.pipeline.threaded_reading import ThreadedBatchReader
 from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from indexer.pipeline.writing import ChunkWriter
 from indexer.scanning import scan_collection
@@ -64,11 +65,19 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
+def indexing_workers(requested: int | None, device_type: str) -> int:
+    """Decoding worker processes for an embedding pass. None (auto): none on CPU, where decoding
+    runs in a thread of this process instead (threaded_reading says why), default_workers() on CUDA."""
+    if requested is not None:
+        return requested
+    return 0 if device_type == "cpu" else default_workers()
+
+
 @dataclass(frozen=True)
 class IndexOptions:
     device: str = "auto"
     batch_size: int = 0  # 0: CPU_BATCH_SIZE on CPU, CUDA_BATCH_SIZE on CUDA
-    workers: int = field(default_factory=default_workers)
+    workers: int | None = None  # decoding worker processes; None: indexing_workers decides
     chunk_size: int = 1024
     flush_seconds: float = 30.0
     prune: bool = False
@@ -275,10 +284,13 @@ class IndexRun:
                 work[stored.id] = WorkItem(stored.id, path, size, mtime, stored.sha256, stored.status)
         return sorted(work.values(), key=lambda item: item.path)
 
-    def _loader(self, work: list[WorkItem], input_size: int, batch_size: int) -> DataLoader[ReadBatch]:
-        dataset = ImageFileDataset([ReadRequest(item.image_id, self.root / item.path) for item in work],
-                                   input_size, self.options.max_pixels)
-        workers = min(self.options.workers, max(0, len(work) // batch_size))
+    def _loader(self, work: list[WorkItem], input_size: int, batch_size: int,
+                device_type: str) -> Iterable[ReadBatch]:
+        requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
+        workers = min(indexing_workers(self.options.workers, device_type), max(0, len(work) // batch_size))
+        if workers == 0:
+            return ThreadedBatchReader(requests, input_size, batch_size, self.options.max_pixels)
+        dataset = ImageFileDataset(requests, input_size, self.options.max_pixels)
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_reads,
                           worker_init_fn=init_reader_worker if workers else None,
                           prefetch_factor=4 if workers else None, persistent_workers=False,
@@ -289,7 +301,7 @@ class IndexRun:
         if decoder == "auto":
             decoder = "device" if embedder.device.type == "cuda" else "pil"
         if decoder == "pil":
-            return self._loader(work, embedder.branch.input_size, batch_size)
+            return self._loader(work, embedder.branch.input_size, batch_size, embedder.device.type)
         # Imported here: torchvision's decoders cost ~1.4 s of start-up that CPU runs never need.
         from indexer.pipeline.device_reading import DeviceBatchReader
 
