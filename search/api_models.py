@@ -356,7 +356,7 @@ Pair = Annotated[list[int], Field(min_length=2, max_length=2)]
 
 
 class Match(ResponseModel):
-    """One pair of regions: a query cell and the hit cell it matches, with its part of the similarity."""
+    """One pair of regions (squares of feature-grid cells), with the part of the similarity they carry."""
 
     rank: int = Field(ge=1)
     query_box: Box = Field(description="[x0, y0, x1, y1] in the original query's pixels.")
@@ -364,8 +364,8 @@ class Match(ResponseModel):
     share: float = Field(description="This pair's part of the similarity divided by the similarity; "
                                      "all pairs' shares sum to 1.")
     contribution: float = Field(description="This pair's part of the similarity.")
-    query_cell: int = Field(ge=0)
-    hit_cell: int = Field(ge=0)
+    query_cells: list[int] = Field(description="The query region's cells, row-major indexes into query_grid.")
+    hit_cells: list[int] = Field(description="The hit region's cells, row-major indexes into hit_grid.")
 
 
 class Correspondence(ResponseModel):
@@ -390,8 +390,8 @@ class ExplainResponse(ResponseModel):
     verdict_score: float
     verdict_rule: VerdictRule
     method: str = Field(description="How the maps were made: gradcam (the default) or contribution.")
-    matches: list[Match] = Field(description="The top pairs of regions (query cell, the hit cell it matches), "
-                                             "by their part of the similarity.")
+    matches: list[Match] = Field(description="The pairs of regions that carry the most of the similarity, "
+                                             "largest first; no two share a cell on either side.")
     correspondence: Correspondence
     query: ExplainedQuery
     hit: ExplainedHit

@@ -23,6 +23,11 @@ The region of the hit that query cell i *matches* is the hit cell whose term poi
 the same way (largest cosine of t_i^q and t_j^h): raw contributions grow with the cube of the
 activations under GeM, so the strongest cell would otherwise be every cell's match. An image
 paired with itself therefore matches every cell to itself.
+
+The top matches are pairs of square regions (a few cells a side, region_window) ranked by the
+part of the similarity they carry: the sum of C over the region pair. For an image paired with
+itself they are regions paired with themselves: <T_A, T_B> <= max(|T_A|^2, |T_B|^2) for the
+region sums T, so the largest pair left is always on the diagonal.
 """
 from __future__ import annotations
 
@@ -138,10 +143,30 @@ def position_terms(pooling: nn.Module, head: nn.Module, fmaps: torch.Tensor,
 
 
 @dataclass(frozen=True)
-class CellPair:
-    query_cell: int  # row-major index into the query's grid
-    hit_cell: int
-    contribution: float  # this pair's part of the similarity
+class Region:
+    """A square of side x side cells whose top-left cell is (row, column) of a feature grid."""
+
+    row: int
+    column: int
+    side: int
+
+    def cells(self, grid: tuple[int, int]) -> list[int]:
+        """The row-major indices of its cells."""
+        columns = grid[1]
+        return [(self.row + r) * columns + self.column + c for r in range(self.side) for c in range(self.side)]
+
+    def box(self, grid: tuple[int, int], width: int, height: int) -> list[int]:
+        """[x0, y0, x1, y1] in an image of width x height pixels."""
+        first = cell_box(self.row * grid[1] + self.column, grid, width, height)
+        last = cell_box((self.row + self.side - 1) * grid[1] + self.column + self.side - 1, grid, width, height)
+        return [first[0], first[1], last[2], last[3]]
+
+
+@dataclass(frozen=True)
+class RegionPair:
+    query: Region
+    hit: Region
+    contribution: float  # the summed contributions of all cell pairs between the two regions
     share: float  # contribution / similarity
 
 
@@ -165,14 +190,55 @@ class Correspondence:
         """Each pair's share of the similarity; they sum to 1 (undefined at similarity 0)."""
         return self.contributions / self.similarity
 
-    def top_pairs(self, count: int = DEFAULT_MATCHES) -> list[CellPair]:
-        """Query cells with the hit cell each matches, by that pair's contribution, largest first
-        (several query cells may match one hit cell: hovering any of them lights it up)."""
-        matched = self.contributions[np.arange(len(self.query_to_hit)), self.query_to_hit]
+    def top_regions(self, count: int = DEFAULT_MATCHES, window: int | None = None) -> list[RegionPair]:
+        """The pairs of square regions (window x window cells) that carry the most of the
+        similarity, largest first; no two share a query cell or a hit cell (greedy: each pick
+        rules out the regions overlapping it on either side). Default window: region_window."""
+        side = min(window or region_window(self.query_grid, self.hit_grid), *self.query_grid, *self.hit_grid)
+        sums = window_contributions(self.contributions, self.query_grid, self.hit_grid, side)
+        query_free = np.ones(sums.shape[:2], dtype=bool)
+        hit_free = np.ones(sums.shape[2:], dtype=bool)
         similarity = self.similarity
-        return [CellPair(int(cell), int(self.query_to_hit[cell]), float(matched[cell]),
-                         float(matched[cell]) / similarity if similarity != 0 else 0.0)
-                for cell in np.argsort(-matched, kind="stable")[:count]]
+        found: list[RegionPair] = []
+        while len(found) < count and query_free.any() and hit_free.any():
+            allowed = np.where(query_free[:, :, None, None] & hit_free[None, None, :, :], sums, -np.inf)
+            qr, qc, hr, hc = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+            contribution = float(sums[qr, qc, hr, hc])
+            found.append(RegionPair(Region(int(qr), int(qc), side), Region(int(hr), int(hc), side), contribution,
+                                    contribution / similarity if similarity != 0 else 0.0))
+            _rule_out(query_free, qr, qc, side)
+            _rule_out(hit_free, hr, hc, side)
+        return found
+
+
+def region_window(query_grid: tuple[int, int], hit_grid: tuple[int, int]) -> int:
+    """Cells per side of a matched region: about a seventh of the shorter grid side (one cell at
+    224 px, 2x2 cells of Lite0's 14x14 grid at 448), so a region keeps the same share of the
+    photo whatever the input size. One cell of 196 is too small a part of a photo for its
+    deletion to move the score measurably more than a random cell's (README, "Faithfulness of the
+    correspondence")."""
+    return max(1, round(min(*query_grid, *hit_grid) / 7))
+
+
+def window_contributions(contributions: np.ndarray, query_grid: tuple[int, int], hit_grid: tuple[int, int],
+                         window: int) -> np.ndarray:
+    """(Rq-w+1, Cq-w+1, Rh-w+1, Ch-w+1): the summed contribution of every pair of w x w regions,
+    from running sums along each of the four grid axes."""
+    sums = contributions.reshape(*query_grid, *hit_grid).astype(np.float64)
+    for axis in range(4):
+        width = min(window, sums.shape[axis])  # a window wider than the grid: the whole side
+        running = np.cumsum(sums, axis=axis)
+        zero = np.zeros_like(np.take(running, [0], axis=axis))
+        running = np.concatenate([zero, running], axis=axis)
+        upper = np.take(running, np.arange(width, running.shape[axis]), axis=axis)
+        lower = np.take(running, np.arange(0, running.shape[axis] - width), axis=axis)
+        sums = upper - lower
+    return sums
+
+
+def _rule_out(free: np.ndarray, row: int, column: int, side: int) -> None:
+    """Marks every region overlapping the one at (row, column) as taken."""
+    free[max(0, row - side + 1):row + side, max(0, column - side + 1):column + side] = False
 
 
 def _unit_rows(terms: torch.Tensor) -> torch.Tensor:
@@ -212,22 +278,22 @@ class BoxMatch:
     hit_box: list[int]
     share: float
     contribution: float
-    query_cell: int
-    hit_cell: int
+    query_cells: list[int]
+    hit_cells: list[int]
 
     def to_dict(self) -> dict[str, object]:
         return {"rank": self.rank, "query_box": self.query_box, "hit_box": self.hit_box,
                 "share": round(self.share, 6), "contribution": round(self.contribution, 6),
-                "query_cell": self.query_cell, "hit_cell": self.hit_cell}
+                "query_cells": self.query_cells, "hit_cells": self.hit_cells}
 
 
 def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
                 hit_size: tuple[int, int]) -> list[BoxMatch]:
-    """The top `count` pairs with their cells' boxes; sizes are (width, height) of the originals."""
-    return [BoxMatch(rank, cell_box(pair.query_cell, correspondence.query_grid, *query_size),
-                     cell_box(pair.hit_cell, correspondence.hit_grid, *hit_size), pair.share, pair.contribution,
-                     pair.query_cell, pair.hit_cell)
-            for rank, pair in enumerate(correspondence.top_pairs(count), start=1)]
+    """The top `count` region pairs with their boxes; sizes are (width, height) of the originals."""
+    query_grid, hit_grid = correspondence.query_grid, correspondence.hit_grid
+    return [BoxMatch(rank, pair.query.box(query_grid, *query_size), pair.hit.box(hit_grid, *hit_size), pair.share,
+                     pair.contribution, pair.query.cells(query_grid), pair.hit.cells(hit_grid))
+            for rank, pair in enumerate(correspondence.top_regions(count), start=1)]
 
 
 def correspondence_summary(correspondence: Correspondence, query_size: tuple[int, int],

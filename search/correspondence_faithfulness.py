@@ -1,5 +1,5 @@
-"""Is the correspondence faithful? Deleting the hit's top matched box (blurred fill, as in the
-deletion curves) should lower the similarity to the unmodified query more than deleting a box
+"""Is the correspondence faithful? Deleting the hit's box of the top matched region pair (blurred
+fill, as in the deletion curves) should lower the similarity to the unmodified query more than deleting a box
 of the same size at a random place. Compared per pair against the mean of several random boxes."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from search.correspondence import Correspondence, cell_box
+from search.correspondence import Correspondence
 from search.faithfulness import Embed, blurred_copy
 
 DEFAULT_RANDOM_BOXES = 16
@@ -40,8 +40,8 @@ def box_deletion(embed: Embed, hit_pixels: torch.Tensor, partner: np.ndarray, co
                  rng: np.random.Generator, random_count: int = DEFAULT_RANDOM_BOXES) -> BoxDeletion:
     """`hit_pixels` (3, S, S) uint8, `partner` the unmodified query's vector."""
     side = hit_pixels.shape[-1]
-    top = correspondence.top_pairs(1)[0]
-    x0, y0, x1, y1 = cell_box(top.hit_cell, correspondence.hit_grid, side, side)
+    top = correspondence.top_regions(1)[0]
+    x0, y0, x1, y1 = top.hit.box(correspondence.hit_grid, side, side)
     boxes = [[x0, y0, x1, y1], *random_boxes(side, x1 - x0, y1 - y0, random_count, rng)]
     blurred = blurred_copy(hit_pixels)
     images = [hit_pixels]

@@ -13,12 +13,14 @@ from indexer.cli import (USER_ERRORS, data_dir_options, datadir_from, echo_json,
                          model_request_options)
 from indexer.imaging import ImageRejected
 from indexer.model.branch import SiameseBranch
+from indexer.model.whitening import Whitening
 from indexer.pipeline.embedding import Embedder, resolve_device
 from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
-from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation
+from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation, cosine_rule
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
 from search.correspondence_faithfulness import DEFAULT_RANDOM_BOXES
-from search.faithfulness_evaluation import DEFAULT_VARIANTS, evaluate_pairs, format_table, parse_variant, summarise
+from search.faithfulness_evaluation import (DEFAULT_VARIANTS, collection_embed, evaluate_pairs, format_table,
+                                           parse_variant, summarise)
 from search.image_files import read_image_file
 from search.model_choice import choose_branch, collection_context
 from search.overlays import explanation_panel
@@ -46,10 +48,10 @@ def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_p
     return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit_model_options(ctx, values))
 
 
-def _explainer(branch: SiameseBranch, device: str, threshold: float | None,
-               method: str = DEFAULT_METHOD) -> tuple[PairExplainer, Embedder]:
+def _explainer(branch: SiameseBranch, device: str, threshold: float | None, method: str = DEFAULT_METHOD,
+               whitening: Whitening | None = None) -> tuple[PairExplainer, Embedder]:
     embedder = Embedder(branch, resolve_device(device))
-    return PairExplainer(embedder.branch, threshold, method=method), embedder
+    return PairExplainer(embedder.branch, threshold, whitening=whitening, method=method), embedder
 
 
 def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
@@ -161,24 +163,31 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
             parse_variant(name)
         pairs = draw_pairs(labelled_files(directory), pair_count, seed)
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
-        explainer, embedder = _explainer(branch, device, threshold)
-        evaluation = evaluate_pairs(explainer, embedder, pairs, seed, steps, batch_size,
+        whitening, judge = (collection_context(datadir_from(data_dir, catalog_url), branch)
+                            if threshold is None else (None, None))
+        explainer, embedder = _explainer(branch, device, threshold, whitening=whitening)
+        evaluation = evaluate_pairs(explainer, collection_embed(embedder, whitening), pairs, seed, steps, batch_size,
                                     progress=sys.stderr.isatty() if progress is None else progress,
-                                    variants=names, random_boxes=random_boxes)
+                                    variants=names, random_boxes=random_boxes, judge=judge)
     except EXPLAIN_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     if not evaluation.results:
         raise click.ClickException(f"no pair could be read: {'; '.join(evaluation.skipped[:3])}")
     summary = summarise(evaluation.results)
+    rule = judge.rule.to_dict() if judge is not None else cosine_rule(explainer.threshold)
     if as_json:
         echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
                    "skipped": evaluation.skipped, "seed": seed, "steps": steps, "maps": names,
                    "random_boxes": random_boxes, "perturbed": "hit",
-                   "model": branch.card.short_name(), "threshold": explainer.threshold, "groups": summary,
+                   "model": branch.card.short_name(), "threshold": explainer.threshold, "verdict_rule": rule,
+                   "whitening": whitening.digest() if whitening is not None else None, "groups": summary,
                    "pair_results": [result.to_dict() for result in evaluation.results]})
         return
+    transform = (f"the data directory's whitening {whitening.digest()}" if whitening is not None
+                 else "no collection transform (no index of this model in the data directory)")
     click.echo(f"{len(evaluation.results)} pairs from {directory} (seed {seed}), model {branch.card.short_name()}, "
-               f"threshold {explainer.threshold:.3f}; the hit is perturbed, scored against the unmodified query")
+               f"{transform}; verdicts: {rule['description']}; the hit is perturbed, scored against the "
+               f"unmodified query")
     click.echo(format_table(summary))
     for reason in evaluation.skipped:
         click.echo(f"skipped: {reason}", err=True)

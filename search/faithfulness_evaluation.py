@@ -18,6 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.imaging import ImageRejected
+from indexer.model.whitening import Whitening
+from indexer.verdicts import VerdictJudge
 from search.correspondence_faithfulness import (DEFAULT_RANDOM_BOXES, BoxDeletion, box_deletion,
                                                 summarise_box_deletions)
 from search.explaining import GRAD_CAM, METHODS, SIMILAR, PairExplainer
@@ -92,15 +94,23 @@ class Evaluation:
     skipped: list[str] = field(default_factory=list)  # "path: reason" of pairs that could not be read
 
 
+def collection_embed(embed: Embed, whitening: Whitening | None) -> Embed:
+    """Vectors as the served index scores them: through the collection's whitening when it has one,
+    so the perturbation curves measure the similarity that the maps explain."""
+    if whitening is None:
+        return embed
+    return lambda pixels: whitening.apply(embed(pixels))
+
+
 def evaluate_pair(explainers: dict[str, PairExplainer], embed: Embed, pair: LabelledPair, rng: np.random.Generator,
                   steps: int = STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
-                  random_boxes: int = DEFAULT_RANDOM_BOXES) -> PairResult:
+                  random_boxes: int = DEFAULT_RANDOM_BOXES, judge: VerdictJudge | None = None) -> PairResult:
     first = next(iter(explainers.values()))
     size = first.branch.input_size
     query, hit = read_image_file(pair.query, size), read_image_file(pair.hit, size)
     maps = {}
     for variant, explainer in explainers.items():
-        explanation = explainer.explain(query.pixels, hit.pixels[None])[0]
+        explanation = explainer.explain(query.pixels, hit.pixels[None], judge=judge)[0]
         maps[f"{variant} factual"], maps[f"{variant} counterfactual"] = (explanation.hit.factual,
                                                                           explanation.hit.counterfactual)
     maps[RANDOM] = random_map(explanation.correspondence.hit_grid, rng)
@@ -114,14 +124,17 @@ def evaluate_pair(explainers: dict[str, PairExplainer], embed: Embed, pair: Labe
 def evaluate_pairs(explainer: PairExplainer, embed: Embed, pairs: Sequence[LabelledPair], seed: int,
                    steps: int = STEPS, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
                    variants: Sequence[str] = DEFAULT_VARIANTS,
-                   random_boxes: int = DEFAULT_RANDOM_BOXES) -> Evaluation:
-    """Every pair in order; random maps, boxes and tie-breaking come from one generator seeded by `seed`."""
+                   random_boxes: int = DEFAULT_RANDOM_BOXES, judge: VerdictJudge | None = None) -> Evaluation:
+    """Every pair in order; random maps, boxes and tie-breaking come from one generator seeded by `seed`.
+    `embed` must score as `explainer` does (collection_embed with the explainer's whitening); `judge`
+    makes the verdicts (None: the explainer's cosine cut)."""
     explainers = variant_explainers(explainer, variants)
     rng = np.random.default_rng([seed, 1])
     evaluation = Evaluation()
     for pair in tqdm(pairs, desc="pairs", unit="pair", disable=not progress):
         try:
-            evaluation.results.append(evaluate_pair(explainers, embed, pair, rng, steps, batch_size, random_boxes))
+            evaluation.results.append(evaluate_pair(explainers, embed, pair, rng, steps, batch_size, random_boxes,
+                                                    judge))
         except ImageRejected as exc:
             evaluation.skipped.append(str(exc))
     return evaluation

@@ -12,7 +12,8 @@ from indexer.model.card import ModelCard
 from indexer.model.heads import build_head
 from indexer.model.pooling import build_pooling
 from indexer.model.whitening import Whitening
-from search.correspondence import cell_box, pair_correspondences, position_terms
+from search.correspondence import (Region, cell_box, pair_correspondences, position_terms, region_window,
+                                   window_contributions)
 
 CHANNELS, GRID = 24, (4, 5)
 
@@ -107,24 +108,49 @@ def test_an_image_paired_with_itself_matches_every_region_to_itself() -> None:
     cells = np.arange(GRID[0] * GRID[1])
     assert np.array_equal(itself.query_to_hit, cells) and np.array_equal(itself.hit_to_query, cells)
     assert itself.similarity == pytest.approx(1.0, abs=1e-12)
-    top = itself.top_pairs(5)
-    assert [pair.query_cell for pair in top] == [pair.hit_cell for pair in top]
-    # The diagonal contributions |t_i|^2 come out ranked, largest first.
-    diagonal = np.diag(itself.contributions)
-    assert [pair.query_cell for pair in top] == list(np.argsort(-diagonal)[:5])
+    top = itself.top_regions(5, window=2)
+    assert [pair.query for pair in top] == [pair.hit for pair in top]
+    # The diagonal region sums |T_A|^2 come out ranked, largest first.
+    assert [pair.contribution for pair in top] == sorted((pair.contribution for pair in top), reverse=True)
 
 
-def test_top_pairs_take_each_query_cell_once_and_follow_the_matching() -> None:
+def test_window_contributions_sum_every_pair_of_regions() -> None:
+    rng = np.random.default_rng(5)
+    query_grid, hit_grid = (4, 5), (3, 6)
+    contributions = rng.normal(size=(20, 18))
+    sums = window_contributions(contributions, query_grid, hit_grid, 2)
+    assert sums.shape == (3, 4, 2, 5)
+    for qr, qc, hr, hc in [(0, 0, 0, 0), (2, 3, 1, 4), (1, 2, 0, 3)]:
+        query = Region(qr, qc, 2).cells(query_grid)
+        hit = Region(hr, hc, 2).cells(hit_grid)
+        assert sums[qr, qc, hr, hc] == pytest.approx(contributions[np.ix_(query, hit)].sum(), abs=1e-12)
+    assert window_contributions(contributions, query_grid, hit_grid, 1) == pytest.approx(
+        contributions.reshape(4, 5, 3, 6))
+
+
+def test_top_regions_are_disjoint_on_both_sides_and_ranked() -> None:
     branch = tail("gem", None)
     query = position_terms(branch.pooling, branch.head, activations(1, 11))
     (found,) = pair_correspondences(query, position_terms(branch.pooling, branch.head, activations(1, 12)))
-    top = found.top_pairs(8)
-    assert len(top) == len({pair.query_cell for pair in top}) == 8
-    assert len(found.top_pairs(100)) == GRID[0] * GRID[1]
-    assert all(found.query_to_hit[pair.query_cell] == pair.hit_cell for pair in top)
+    top = found.top_regions(100, window=2)
+    assert 1 <= len(top) <= 4  # at most four disjoint 2x2 squares fit a 4x5 grid
+    for side in ("query", "hit"):
+        cells = [cell for pair in top for cell in getattr(pair, side).cells(GRID)]
+        assert len(cells) == len(set(cells))
     contributions = [pair.contribution for pair in top]
     assert contributions == sorted(contributions, reverse=True)
+    best = window_contributions(found.contributions, GRID, GRID, 2).max()
+    assert top[0].contribution == pytest.approx(best)
     assert all(pair.share == pytest.approx(pair.contribution / found.similarity) for pair in top)
+    singles = found.top_regions(100, window=1)
+    assert len(singles) == GRID[0] * GRID[1]  # one cell each: every cell is used once on each side
+
+
+def test_regions_are_a_seventh_of_the_grid_side() -> None:
+    assert region_window((7, 7), (7, 7)) == 1
+    assert region_window((14, 14), (14, 14)) == 2
+    assert region_window((20, 20), (14, 14)) == 2
+    assert Region(1, 2, 2).box((4, 5), 500, 400) == [200, 100, 400, 300]
 
 
 def test_cell_boxes_tile_the_original_image() -> None:

@@ -198,7 +198,7 @@ def test_a_photo_explained_against_itself_matches_each_region_to_itself() -> Non
     assert correspondence.query_grid == (7, 7)
     assert np.array_equal(correspondence.query_to_hit, np.arange(49))
     assert np.array_equal(correspondence.hit_to_query, np.arange(49))
-    assert all(pair.query_cell == pair.hit_cell for pair in correspondence.top_pairs(5))
+    assert all(pair.query == pair.hit for pair in correspondence.top_regions(5))
 
 
 def test_contribution_maps_sum_to_zero_and_agree_with_the_grad_cam_run_on_the_rest(branch, pictures) -> None:

@@ -79,7 +79,7 @@ def main() -> None:
     def explain_with(chosen: PairExplainer) -> Callable[[], None]:
         def run() -> None:
             for explanation in chosen.explain(query, hits):
-                explanation.correspondence.top_pairs(5)
+                explanation.correspondence.top_regions(5)
                 for maps in (explanation.query, explanation.hit):
                     upsample_map(maps.factual, size, size)
                     upsample_map(maps.counterfactual, size, size)

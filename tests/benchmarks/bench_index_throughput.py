@@ -10,9 +10,10 @@ start-up, model loading, scan, hashing, decoding, embedding and every catalog/FA
 Both are also given as CPU milliseconds per image (user + system, all threads and worker
 processes). On a busy machine wall-clock rates move with other people's load; CPU time per
 image hardly does, so the CPU ratio says what the pipeline costs on top of the model.
-The fixed cost of a run (interpreter, imports, catalog migration: `whysim index` of an empty
-folder) is measured too, and the per-image figures are also given without it: on a few
-hundred photos those seconds are a visible part of the whole.
+The fixed cost of a run (interpreter, imports, catalog migration, model loading, the first
+forward pass of a batch shape) is measured too, as `whysim index` over one batch of the
+collection's images less the model-only cost of that batch, and the per-image figures are
+also given without it: on a few hundred photos those seconds are a visible part of the whole.
 
     .venv/bin/python tests/benchmarks/bench_index_throughput.py [DATASET] [--workers N] [--keep DIR]
 """
@@ -78,14 +79,21 @@ def model_only(dataset: Path, input_size: int, batch_size: int, batches: int) ->
                        cpu_seconds(resource.RUSAGE_SELF) - cpu_before)
 
 
-def fixed_cost(options: list[object]) -> Measurement:
-    """Wall and CPU seconds of `whysim index` on an empty folder into an empty data directory."""
-    with tempfile.TemporaryDirectory(prefix="whysim-bench-empty-") as scratch:
-        empty = Path(scratch) / "empty"
-        empty.mkdir()
+def fixed_cost(dataset: Path, options: list[object], batch_size: int, model: Measurement) -> Measurement:
+    """Wall and CPU seconds of a `whysim index` run beyond its model time: one batch of the
+    collection's files (copied to a scratch folder) into an empty data directory, less what the
+    model alone spends on that many images."""
+    files = list(itertools.islice(scan_collection(dataset), batch_size))
+    with tempfile.TemporaryDirectory(prefix="whysim-bench-fixed-") as scratch:
+        folder = Path(scratch) / "batch"
+        folder.mkdir()
+        for number, scanned in enumerate(files):
+            shutil.copyfile(dataset / scanned.path, folder / f"{number:05d}{Path(scanned.path).suffix}")
         children_before = cpu_seconds(resource.RUSAGE_CHILDREN)
-        seconds, _ = run_whysim("index", empty, "--data-dir", Path(scratch) / "data", *options)
-        return Measurement(0, seconds, cpu_seconds(resource.RUSAGE_CHILDREN) - children_before)
+        seconds, _ = run_whysim("index", folder, "--data-dir", Path(scratch) / "data", *options)
+        cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
+    count = len(files)
+    return Measurement(count, seconds - count / model.rate, cpu - count * model.cpu_ms_per_image / 1000)
 
 
 def main() -> None:
@@ -125,10 +133,11 @@ def main() -> None:
 
     after = model_only(dataset, args.input_size, args.batch_size, args.model_batches)
     model_line("model only (after):", after)
-    fixed = fixed_cost(options)
-    print(f"{'fixed cost:':<22}{fixed.seconds:6.2f} s wall, {fixed.cpu_seconds:.2f} s CPU "
-          f"(whysim index of an empty folder)")
     model_cpu_ms = (before.cpu_ms_per_image + after.cpu_ms_per_image) / 2
+    model = Measurement(1, 2 / (before.rate + after.rate), model_cpu_ms / 1000)  # the mean model cost of one image
+    fixed = fixed_cost(dataset, options, args.batch_size, model)
+    print(f"{'fixed cost:':<22}{fixed.seconds:6.2f} s wall, {fixed.cpu_seconds:.2f} s CPU "
+          f"(whysim index of {fixed.images} images less the model's time for them)")
     ratio = whole.rate / ((before.rate + after.rate) / 2)
     cpu_ratio = model_cpu_ms / whole.cpu_ms_per_image
     steady = Measurement(processed, seconds - fixed.seconds, whole.cpu_seconds - fixed.cpu_seconds)

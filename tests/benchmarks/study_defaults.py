@@ -125,9 +125,22 @@ def universal_cut(sets: list[tuple[np.ndarray, list[str]]], cosine: bool = False
     return float(cuts[best]), [float(value) for value in table[:, best]]
 
 
+def print_speeds(candidates: list[Candidate], batch_size: int, rounds: int) -> None:
+    """Every candidate timed once per round, rounds taking turns (a load that drifts hits all
+    alike); the best round of each, and its cost per image relative to the first candidate."""
+    rates: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for _ in range(rounds):
+        for candidate in candidates:
+            rates[candidate.name].append(model_rate(candidate, batch_size, batches=2))
+    baseline = max(rates[candidates[0].name])
+    for name, found in rates.items():
+        print(f"{name:>10} {max(found):6.1f} images/s  CPU cost per image {baseline / max(found):5.1f}x "
+              f"{candidates[0].name}  (rounds: {', '.join(f'{rate:.1f}' for rate in found)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("datasets", nargs="*", type=Path)
     parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     parser.add_argument("--cache", type=Path, default=Path("bench-results/study-cache"))
     parser.add_argument("--batch-size", type=int, default=32)
@@ -136,9 +149,16 @@ def main() -> None:
                         help="power:shrinkage settings to compare with raw vectors (default: whysim's)")
     parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=list(POOLINGS))
     parser.add_argument("--no-speed", action="store_true", help="skip the model-only speed measurement")
+    parser.add_argument("--speed-only", type=int, default=0, metavar="ROUNDS",
+                        help="only time the candidates' models, in ROUNDS rounds (best of them), and stop")
     args = parser.parse_args()
     retain_freed_memory()  # as the indexer does: no per-layer page faults
     candidates = [Candidate.parse(text) for text in args.candidates]
+    if args.speed_only:
+        print_speeds(candidates, args.batch_size, args.speed_only)
+        return
+    if not args.datasets:
+        parser.error("name at least one dataset")
     collections = {dataset: distinct_collection(require_dataset(dataset)) for dataset in args.datasets}
     settings: list[tuple[float, float] | None] = [None]
     settings += [tuple(float(v) for v in text.split(":")) for text in args.whitening]  # type: ignore[misc]

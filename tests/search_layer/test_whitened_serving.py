@@ -3,15 +3,18 @@ space, and search and explain agree on the score and the verdict of every hit.""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from conftest import encode, make_picture
 from indexer.datadir import DataDir
 from indexer.model.whitening import MIN_VECTORS
 from indexer.vectors import VectorStore
 from search_layer.collection import run_index
+from webui.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,21 @@ def test_an_upload_is_whitened_like_the_indexed_vectors(make_app, whitened_index
     by_id = client.post("/api/search", json={"image_id": same_file, "k": 1}).json
     assert body["hits"][0]["id"] == by_id["hits"][0]["id"]
     assert body["hits"][0]["score"] == pytest.approx(by_id["hits"][0]["score"], abs=1e-3)
+
+
+def test_evaluate_explanations_scores_pairs_as_the_served_index_does(make_app, whitened_index) -> None:
+    root = whitened_index.root.parent / "photos"
+    result = CliRunner().invoke(cli, ["evaluate-explanations", str(root), "--pairs", "2", "--steps", "2",
+                                      "--random-boxes", "2", "--json", "--no-progress",
+                                      "--data-dir", str(whitened_index.root)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    store = VectorStore.load(whitened_index.vectors_path)
+    assert report["whitening"] == store.whitening.digest() and report["verdict_rule"]["kind"] == "default"
+    client = make_app(whitened_index).test_client()
+    listed = {image["path"]: image["id"] for image in client.get("/api/images?limit=200").json["images"]}
+    for pair in report["pair_results"]:
+        query, hit = (listed[str(Path(path).relative_to(root))] for path in (pair["query"], pair["hit"]))
+        served = client.get(f"/api/explain?query={query}&hit={hit}").json
+        assert pair["similarity"] == pytest.approx(served["similarity"], abs=1e-3)
+        assert pair["verdict"] == served["verdict"]

@@ -91,23 +91,26 @@ def test_pointing_at_a_query_region_lights_up_its_match_in_the_hit(page: Page, p
     page.mouse.move(*point_of(page, "query", matches[0]["query_box"], correspondence["query_size"]))
     target = highlight(page, "hit")
     expect(target).to_be_visible()
-    expect(target).to_have_attribute("data-cell", str(matches[0]["hit_cell"]))
+    expect(target).to_have_attribute("data-cells", ",".join(map(str, matches[0]["hit_cells"])))
+    expect(target).to_have_attribute("data-rank", "1")
     assert same_rect(target.bounding_box(), hit_box_one.bounding_box())
-    expect(highlight(page, "query")).to_have_attribute("data-cell", str(matches[0]["query_cell"]))
+    expect(highlight(page, "query")).to_have_attribute("data-cells", ",".join(map(str, matches[0]["query_cells"])))
     page.screenshot(path=artifacts / "explanation-matches.png")
 
-    # Another query region whose match lies elsewhere: the highlight moves to what the API says.
+    # A query cell outside the top pairs: the highlight moves to the cell the API says it matches.
+    in_pairs = {side: {cell for match in matches for cell in match[f"{side}_cells"]} for side in ("query", "hit")}
     other = next(cell for cell, matched in enumerate(correspondence["query_to_hit"])
-                 if matched != matches[0]["hit_cell"])
+                 if cell not in in_pairs["query"] and matched not in matches[0]["hit_cells"])
     box = cell_box(other, correspondence["query_grid"], correspondence["query_size"])
     page.mouse.move(*point_of(page, "query", box, correspondence["query_size"]))
-    expect(target).to_have_attribute("data-cell", str(correspondence["query_to_hit"][other]))
+    expect(target).to_have_attribute("data-cells", str(correspondence["query_to_hit"][other]))
+    expect(target).not_to_have_attribute("data-rank", "1")
 
-    # And the other way round: a hit region lights up the query region it matches.
-    hit_cell = 24  # the centre of the 7x7 grid
+    # And the other way round: a hit cell lights up the query cell it matches.
+    hit_cell = next(cell for cell in (24, *range(49)) if cell not in in_pairs["hit"])  # the centre, if free
     box = cell_box(hit_cell, correspondence["hit_grid"], correspondence["hit_size"])
     page.mouse.move(*point_of(page, "hit", box, correspondence["hit_size"]))
-    expect(highlight(page, "query")).to_have_attribute("data-cell", str(correspondence["hit_to_query"][hit_cell]))
+    expect(highlight(page, "query")).to_have_attribute("data-cells", str(correspondence["hit_to_query"][hit_cell]))
     expect(highlight(page, "query")).to_have_attribute("data-role", "target")
     page.mouse.move(5, 5)  # leaving the image clears the highlights
     expect(highlight(page, "query")).to_be_hidden()

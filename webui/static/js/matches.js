@@ -1,6 +1,7 @@
 // The "matched regions" row of the explanation dialog: the top pairs of regions as numbered,
 // colour-matched boxes on query and hit joined by lines, and hover/tap correspondence: pointing
-// at a cell of one image lights up the cell of the other that it matches (from /api/explain's
+// into a top pair's box lights up that pair's box on the other image; pointing anywhere else
+// lights up the cell of the other image that the pointed cell matches (from /api/explain's
 // `correspondence`, at the feature grid's resolution).
 import { byId, el, loaded } from "./dom.js";
 
@@ -74,16 +75,27 @@ export function createMatches() {
     }
   }
 
+  function light(where, role, cells, box, rank) {
+    const node = figures[where].querySelector(".match-highlight");
+    node.hidden = false;
+    node.dataset.cells = cells.join(",");
+    node.dataset.role = role;
+    if (rank) node.dataset.rank = String(rank);
+    else delete node.dataset.rank;
+    percentBox(node, box, sizes(where));
+  }
+
   function highlight(side, cell) {
     const other = OTHER[side];
-    const matched = shown.correspondence[`${side}_to_${other}`][cell];
-    for (const [where, which, role] of [[side, cell, "source"], [other, matched, "target"]]) {
-      const node = figures[where].querySelector(".match-highlight");
-      node.hidden = false;
-      node.dataset.cell = String(which);
-      node.dataset.role = role;
-      percentBox(node, cellBox(which, grid(where), sizes(where)), sizes(where));
+    const match = shown.matches.find((pair) => pair[`${side}_cells`].includes(cell));
+    if (match) {
+      light(side, "source", match[`${side}_cells`], match[`${side}_box`], match.rank);
+      light(other, "target", match[`${other}_cells`], match[`${other}_box`], match.rank);
+      return;
     }
+    const matched = shown.correspondence[`${side}_to_${other}`][cell];
+    light(side, "source", [cell], cellBox(cell, grid(side), sizes(side)));
+    light(other, "target", [matched], cellBox(matched, grid(other), sizes(other)));
   }
 
   function unhighlight() {
