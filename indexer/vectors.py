@@ -31,6 +31,7 @@ import faiss
 import numpy as np
 
 from indexer.model.whitening import Whitening
+from indexer.sampling import sample_rows
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ def _kind_of(index: faiss.Index) -> str:
 def _sample(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     if len(vectors) <= count:
         return vectors
-    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), count, replace=False))
-    return vectors[rows]
+    return vectors[sample_rows(len(vectors), count, seed)]
 
 
 def ivfpq_training_size(count: int, dim: int) -> int:
@@ -426,8 +426,7 @@ class VectorStore:
         of `ids()`, or a seeded sample of at most `limit`."""
         ids = self.ids()
         if limit is not None and len(ids) > limit:
-            chosen = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
-            vectors = np.stack([self.index.reconstruct(int(i)) for i in ids[chosen]])
+            vectors = np.stack([self.index.reconstruct(int(i)) for i in ids[sample_rows(len(ids), limit, seed)]])
         else:
             vectors = self.vectors()
         return self.whitening.invert(vectors) if self.whitening is not None and len(vectors) else vectors

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.sampling import sample_rows
 from indexer.vector_stores.protocol import VectorStore
 
 # Cohort of at most this many vectors: mu and sigma of a 1,000-sample are within a few
@@ -74,9 +75,7 @@ class VerdictRule:
 
 def cohort_rows(count: int, size: int = COHORT_SIZE, seed: int = COHORT_SEED) -> np.ndarray:
     """Positions (sorted) of the cohort among `count` vectors: all of them, or a seeded sample."""
-    if count <= size:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+    return sample_rows(count, size, seed)
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from indexer.sampling import sample_rows
+
 # Measured on rooms, the instance-level set (README "Default model"): see study_defaults.py.
 DEFAULT_POWER = 0.5
 DEFAULT_SHRINKAGE = 10.0
@@ -92,8 +94,7 @@ def fit_whitening(vectors: np.ndarray, power: float = DEFAULT_POWER, shrinkage: 
     if power < 0 or shrinkage < 0:
         raise ValueError("whitening power and shrinkage must be non-negative")
     if len(matrix) > max_vectors:
-        rows = np.sort(np.random.default_rng(seed).choice(len(matrix), max_vectors, replace=False))
-        matrix = matrix[rows]
+        matrix = matrix[sample_rows(len(matrix), max_vectors, seed)]
     sample = matrix.astype(np.float64)
     mean = sample.mean(axis=0)
     centred = sample - mean

@@ -20,6 +20,7 @@ import numpy as np
 
 from indexer.catalog.repository import Catalog
 from indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
+from indexer.sampling import sample_rows
 from indexer.vectors import VectorStore
 from indexer.verdicts import Cohort
 
@@ -45,9 +46,7 @@ def instance_level(vectors: np.ndarray, sample: int = GAP_SAMPLE, seed: int = 0)
     matrix = np.asarray(vectors, dtype=np.float32)
     if len(matrix) <= GAP_RANK + 1:
         return False
-    rows = np.arange(len(matrix))
-    if len(rows) > sample:
-        rows = np.sort(np.random.default_rng(seed).choice(len(matrix), sample, replace=False))
+    rows = sample_rows(len(matrix), sample, seed)
     sims = matrix[rows] @ matrix.T
     sims[np.arange(len(rows)), rows] = -np.inf  # not itself
     top = -np.sort(-np.partition(sims, -GAP_RANK, axis=1)[:, -GAP_RANK:], axis=1)
