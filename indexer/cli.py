@@ -78,7 +78,7 @@ def model_request_options(func: F) -> F:
         click.option("--preset", type=click.Choice(list(INPUT_SIZE_PRESETS)), default=None, is_eager=True,
                      expose_value=False, callback=_apply_preset,
                      help=f"Input size by name ({presets}; default {DEFAULT_PRESET}): detailed tells look-alike "
-                          f"photos apart, fast embeds about 6x faster for collections of broad categories."),
+                          f"photos apart, fast embeds about 4x faster for collections of broad categories."),
         click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
         click.option("--weights", default="imagenet", show_default=True,
                      help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from indexer.calibration import stored_rule
 from indexer.catalog.database import open_catalog_engine
 from indexer.catalog.repository import Catalog, ImageInfo
 from indexer.catalog.schema import ImageStatus
@@ -29,7 +30,7 @@ from indexer.model.whitening import Whitening
 from indexer.pipeline.reading import model_pixels
 from indexer.vector_stores.choice import open_location
 from indexer.vector_stores.protocol import VectorLocation, VectorStore
-from indexer.verdicts import RULE_SETTING, Verdict, VerdictJudge, VerdictRule
+from indexer.verdicts import Verdict, VerdictJudge, VerdictRule
 from search.explaining import PairExplanation
 from search.index_snapshot import IndexSnapshot, IndexWatcher
 from search.model_host import ModelHost
@@ -145,13 +146,9 @@ class SearchEngine:
 
     def verdict_rule(self) -> VerdictRule:
         """The collection's rule: one fitted on its labels for this embedding, else the default."""
-        try:
-            rule = VerdictRule.from_json(self.catalog.get_setting(RULE_SETTING))
-        except (ValueError, TypeError):
-            return VerdictRule()
         card = self.snapshot().card
         assert card is not None
-        return rule if not rule.fitted or rule.model == card.key() else VerdictRule()
+        return stored_rule(self.catalog, card)
 
     def judge(self) -> VerdictJudge:
         cohort = self.snapshot().cohort

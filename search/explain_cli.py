@@ -15,6 +15,7 @@ from indexer.imaging import ImageRejected
 from indexer.model.branch import SiameseBranch
 from indexer.model.whitening import Whitening
 from indexer.pipeline.embedding import Embedder, resolve_device
+from indexer.verdicts import VerdictJudge
 from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
 from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation, cosine_rule
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
@@ -46,6 +47,15 @@ def _branch(ctx: click.Context, data_dir: Path, catalog_url: str | None, model_p
             values: dict[str, Any]) -> SiameseBranch:
     """Without --model or model options, the data directory's index model (else the default model)."""
     return choose_branch(datadir_from(data_dir, catalog_url), model_path, explicit_model_options(ctx, values))
+
+
+def _served_context(data_dir: Path, catalog_url: str | None, branch: SiameseBranch,
+                    threshold: float | None) -> tuple[Whitening | None, VerdictJudge | None]:
+    """The data directory index's whitening and verdict judge, so a pair is scored and judged as
+    search would; none when an explicit --threshold (a cosine cut) overrides the collection's rule."""
+    if threshold is not None:
+        return None, None
+    return collection_context(datadir_from(data_dir, catalog_url), branch)
 
 
 def _explainer(branch: SiameseBranch, device: str, threshold: float | None, method: str = DEFAULT_METHOD,
@@ -95,9 +105,7 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
     output = output or _default_panel_path(first, second)
     try:
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
-        # An explicit --threshold is a cosine cut and overrides the collection's rule.
-        whitening, judge = (collection_context(datadir_from(data_dir, catalog_url), branch)
-                            if threshold is None else (None, None))
+        whitening, judge = _served_context(data_dir, catalog_url, branch, threshold)
         explainer, _ = _explainer(branch, device, threshold, method)
         query, hit = (read_image_file(path, branch.input_size) for path in (first, second))
         explanation = explainer.explain(query.pixels, hit.pixels[None], whitening, judge)[0]
@@ -163,8 +171,7 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
             parse_variant(name)
         pairs = draw_pairs(labelled_files(directory), pair_count, seed)
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
-        whitening, judge = (collection_context(datadir_from(data_dir, catalog_url), branch)
-                            if threshold is None else (None, None))
+        whitening, judge = _served_context(data_dir, catalog_url, branch, threshold)
         explainer, embedder = _explainer(branch, device, threshold, whitening=whitening)
         evaluation = evaluate_pairs(explainer, collection_embed(embedder, whitening), pairs, seed, steps, batch_size,
                                     progress=sys.stderr.isatty() if progress is None else progress,

@@ -54,7 +54,7 @@ from indexer.model.branch import SiameseBranch
 from indexer.model.pooling import AveragePool, GeMPool
 from indexer.model.whitening import Whitening
 from indexer.verdicts import VerdictJudge
-from search.correspondence import Correspondence, pair_correspondences, position_terms
+from search.correspondence import Correspondence, PositionTerms, pair_correspondences, position_terms
 
 MAP_EPSILON = 1e-7
 GRAD_CAM = "gradcam"
@@ -131,6 +131,14 @@ class PairPass:
     query_raw: torch.Tensor  # (k, h, w)
     hit_raw: torch.Tensor  # (k, h, w)
     correspondences: list[Correspondence]
+    query_vector: torch.Tensor  # (1, d) the final (whitened, unit) vector the similarity is of
+    hit_vectors: torch.Tensor  # (k, d)
+
+
+def _final_vectors(query: PositionTerms, hits: PositionTerms) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unit final vectors whose cosine is the similarity: the terms sum to them up to the
+    whitening's scale (position_terms), so nothing needs embedding again for the verdict."""
+    return F.normalize(query.vectors, dim=1, eps=1e-12), F.normalize(hits.vectors, dim=1, eps=1e-12)
 
 
 def _grad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -262,7 +270,7 @@ class PairExplainer:
             query_raw = _relative_contributions(query_terms.terms.expand(count, -1, -1), query_vector, hit_vectors,
                                                 similarity, query_terms.grid)
             hit_raw = _relative_contributions(hit_terms.terms, hit_vectors, query_vector, similarity, hit_terms.grid)
-        return PairPass(similarity, query_raw, hit_raw, correspondences)
+        return PairPass(similarity, query_raw, hit_raw, correspondences, *_final_vectors(query_terms, hit_terms))
 
     def _pooled_grad_cam_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> PairPass:
         """Grad-CAM at the pooled layer with the pooled vectors as leaves: the same gradients,
@@ -285,22 +293,21 @@ class PairExplainer:
         hit_terms = position_terms(self.tail.pooling, self.tail.head, hit_maps, self.whitening)
         return PairPass(similarity, torch.einsum("kc,chw->khw", query_weights, query_maps[0]),
                         torch.einsum("kc,kchw->khw", hit_weights, hit_maps),
-                        pair_correspondences(query_terms, hit_terms))
+                        pair_correspondences(query_terms, hit_terms), *_final_vectors(query_terms, hit_terms))
 
     def _embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
         vectors = F.normalize(self.tail.head(pooled), dim=-1, eps=1e-12)
         return self.whitening.torch_apply(vectors) if self.whitening is not None else vectors
 
-    def verdicts(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor, similarity: torch.Tensor,
+    def verdicts(self, found: PairPass,
                  judge: VerdictJudge | None) -> tuple[torch.Tensor, list[float], float, dict[str, object]]:
         """(sign per pair, the score the cut applied to, the cut, the rule): the one place verdicts are made."""
+        similarity = found.similarity
         if judge is None:
             sign = torch.where(similarity >= self.threshold, 1.0, -1.0)
             return sign, [float(s) for s in similarity], self.threshold, cosine_rule(self.threshold)
-        with torch.no_grad():
-            query = self._embed(self.tail.features(query_fmap.detach().to(torch.float64)))
-            hits = self._embed(self.tail.features(hit_fmaps.detach().to(torch.float64)))
-        verdicts = judge.judge(query.float().cpu().numpy(), hits.float().cpu().numpy(), similarity.cpu().numpy())
+        verdicts = judge.judge(found.query_vector.float().cpu().numpy(), found.hit_vectors.float().cpu().numpy(),
+                               similarity.cpu().numpy())
         sign = torch.tensor([1.0 if v.similar else -1.0 for v in verdicts], dtype=similarity.dtype,
                             device=similarity.device)
         return sign, [v.score for v in verdicts], judge.rule.cut, judge.rule.to_dict()
@@ -308,7 +315,7 @@ class PairExplainer:
     def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
                              judge: VerdictJudge | None = None) -> list[PairExplanation]:
         found = self.pair_pass(query_fmap, hit_fmaps)
-        sign, scores, cut, rule = self.verdicts(query_fmap, hit_fmaps, found.similarity, judge)
+        sign, scores, cut, rule = self.verdicts(found, judge)
         query_factual, query_counter = _side_maps(found.query_raw, sign)
         hit_factual, hit_counter = _side_maps(found.hit_raw, sign)
         return [

@@ -292,8 +292,7 @@ class IndexRun:
             return ThreadedBatchReader(requests, input_size, batch_size, self.options.max_pixels)
         dataset = ImageFileDataset(requests, input_size, self.options.max_pixels)
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_reads,
-                          worker_init_fn=init_reader_worker if workers else None,
-                          prefetch_factor=4 if workers else None, persistent_workers=False,
+                          worker_init_fn=init_reader_worker, prefetch_factor=4, persistent_workers=False,
                           pin_memory=torch.cuda.is_available() and self.options.device != "cpu")
 
     def _batches(self, work: list[WorkItem], embedder: Embedder, batch_size: int) -> Iterable[ReadBatch]:
