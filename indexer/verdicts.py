@@ -99,6 +99,10 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def mean_vector(self) -> np.ndarray | None:
+        """The collection's mean final vector, estimated on the cohort (None when it is empty)."""
+        return self.vectors.astype(np.float64).mean(axis=0) if len(self.vectors) else None
+
     def statistics(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) of each vector's similarities to the cohort, leaving itself
         out. (A median and MAD, robust to the true matches among the cohort, were tried: their best

@@ -364,6 +364,9 @@ class Match(ResponseModel):
     share: float = Field(description="This pair's part of the similarity divided by the similarity; "
                                      "all pairs' shares sum to 1.")
     contribution: float = Field(description="This pair's part of the similarity.")
+    distinctive: float = Field(description="What the hit region adds to the match beyond what the collection's "
+                                           "photos share (the first-order loss of deleting it): matches are "
+                                           "ordered by it, largest first.")
     query_cells: list[int] = Field(description="The query region's cells, row-major indexes into query_grid.")
     hit_cells: list[int] = Field(description="The hit region's cells, row-major indexes into hit_grid.")
 
@@ -390,8 +393,10 @@ class ExplainResponse(ResponseModel):
     verdict_score: float
     verdict_rule: VerdictRule
     method: str = Field(description="How the maps were made: gradcam (the default) or contribution.")
-    matches: list[Match] = Field(description="The pairs of regions that carry the most of the similarity, "
-                                             "largest first; no two share a cell on either side.")
+    matches: list[Match] = Field(description="Pairs of matched regions: the hit's regions that add the most "
+                                             "to the match beyond what the collection's photos share (largest "
+                                             "first), each with the query region pointing the most its way; no "
+                                             "two share a cell on either side.")
     correspondence: Correspondence
     query: ExplainedQuery
     hit: ExplainedHit

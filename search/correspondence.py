@@ -24,10 +24,21 @@ the same way (largest cosine of t_i^q and t_j^h): raw contributions grow with th
 activations under GeM, so the strongest cell would otherwise be every cell's match. An image
 paired with itself therefore matches every cell to itself.
 
-The top matches are pairs of square regions (a few cells a side, region_window) ranked by the
-part of the similarity they carry: the sum of C over the region pair. For an image paired with
-itself they are regions paired with themselves: <T_A, T_B> <= max(|T_A|^2, |T_B|^2) for the
-region sums T, so the largest pair left is always on the diagonal.
+The top matches are pairs of square regions (a few cells a side, region_window), found hit
+region first. A hit region B is ranked by what it adds to the match beyond what any photo of the
+collection would: with unit terms t^ = t / |y| and the collection's mean final vector mu,
+
+    D_B = sum_{j in B} <y^q - mu, t^_j - s_j mu>,   s_j = |t_j|_1 / sum_j' |t_j'|_1
+
+(the hit's terms centred by their mass share of the mean; they sum to y^h - mu). Deleting a
+region replaces its content by something generic, and D_B is the first-order loss of that: on
+broad-category collections every pair of photos shares most of its cosine through mu, so the
+raw column sums of C rank the regions that every photo has. With no collection mu = 0 and D_B
+is the column sum of C over B. Measured on held-out pairs (README, "Faithfulness of the
+correspondence"). Each hit region is joined with the query region A that points the most its
+way, the largest <T_A, T_B> / |T_A| for the region sums T (T_B's length times their cosine),
+and the pair reports its contribution, the sum of C over A x B. For an image paired with itself
+every region's partner is itself (Cauchy-Schwarz: <T_A, T_B> / |T_A| <= |T_B|, equal at A = B).
 """
 from __future__ import annotations
 
@@ -168,6 +179,7 @@ class RegionPair:
     hit: Region
     contribution: float  # the summed contributions of all cell pairs between the two regions
     share: float  # contribution / similarity
+    distinctive: float  # what the hit region adds beyond the collection (D_B): the order of the pairs
 
 
 @dataclass(frozen=True)
@@ -181,6 +193,8 @@ class Correspondence:
     hit_to_query: np.ndarray  # (Nh,) the query cell each hit cell matches
     exact: bool
     remainder: float  # largest linearisation remainder's share of a head output (0 when exact)
+    hit_distinctive: np.ndarray  # (Nh,) <y^q - mu, t^_j - s_j mu>: what each hit cell adds beyond the collection
+    query_gram: np.ndarray  # (Nq, Nq) <t^_i, t^_i'> of the query's unit terms (shared by all its hits)
 
     @property
     def similarity(self) -> float:
@@ -191,21 +205,26 @@ class Correspondence:
         return self.contributions / self.similarity
 
     def top_regions(self, count: int = DEFAULT_MATCHES, window: int | None = None) -> list[RegionPair]:
-        """The pairs of square regions (window x window cells) that carry the most of the
-        similarity, largest first; no two share a query cell or a hit cell (greedy: each pick
-        rules out the regions overlapping it on either side). Default window: region_window."""
+        """Up to `count` pairs of square regions (window x window cells, default region_window),
+        hit regions ranked by what they add beyond the collection (hit_distinctive), each with the
+        query region pointing the most its way; no two pairs share a query cell or a hit cell
+        (greedy: each pick rules out the regions overlapping it on either side)."""
         side = min(window or region_window(self.query_grid, self.hit_grid), *self.query_grid, *self.hit_grid)
         sums = window_contributions(self.contributions, self.query_grid, self.hit_grid, side)
+        hit_scores = window_contributions(self.hit_distinctive.reshape(1, -1), (1, 1), self.hit_grid, side)[0, 0]
+        query_lengths = np.sqrt(np.clip(_diagonal_windows(self.query_gram, self.query_grid, side), 0.0, None))
         query_free = np.ones(sums.shape[:2], dtype=bool)
         hit_free = np.ones(sums.shape[2:], dtype=bool)
         similarity = self.similarity
         found: list[RegionPair] = []
         while len(found) < count and query_free.any() and hit_free.any():
-            allowed = np.where(query_free[:, :, None, None] & hit_free[None, None, :, :], sums, -np.inf)
-            qr, qc, hr, hc = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+            hr, hc = np.unravel_index(int(np.argmax(np.where(hit_free, hit_scores, -np.inf))), hit_free.shape)
+            pointing = sums[:, :, hr, hc] / np.maximum(query_lengths, _TINY)
+            qr, qc = np.unravel_index(int(np.argmax(np.where(query_free, pointing, -np.inf))), query_free.shape)
             contribution = float(sums[qr, qc, hr, hc])
             found.append(RegionPair(Region(int(qr), int(qc), side), Region(int(hr), int(hc), side), contribution,
-                                    contribution / similarity if similarity != 0 else 0.0))
+                                    contribution / similarity if similarity != 0 else 0.0,
+                                    float(hit_scores[hr, hc])))
             _rule_out(query_free, qr, qc, side)
             _rule_out(hit_free, hr, hc, side)
         return found
@@ -236,6 +255,14 @@ def window_contributions(contributions: np.ndarray, query_grid: tuple[int, int],
     return sums
 
 
+def _diagonal_windows(gram: np.ndarray, grid: tuple[int, int], window: int) -> np.ndarray:
+    """(R-w+1, C-w+1): |T_A|^2 of every w x w region A, from the Gram matrix of its image's terms."""
+    sums = window_contributions(gram, grid, grid, window)
+    rows, columns = sums.shape[:2]
+    return sums.reshape(rows * columns, rows * columns)[np.arange(rows * columns), np.arange(rows * columns)].reshape(
+        rows, columns)
+
+
 def _rule_out(free: np.ndarray, row: int, column: int, side: int) -> None:
     """Marks every region overlapping the one at (row, column) as taken."""
     free[max(0, row - side + 1):row + side, max(0, column - side + 1):column + side] = False
@@ -245,19 +272,37 @@ def _unit_rows(terms: torch.Tensor) -> torch.Tensor:
     return terms / terms.norm(dim=-1, keepdim=True).clamp(min=_TINY)
 
 
-def pair_correspondences(query: PositionTerms, hits: PositionTerms) -> list[Correspondence]:
-    """The correspondence of the one query (batch of 1) with each hit, all hits at once."""
-    query_terms, hit_terms = query.terms[0], hits.terms
-    norms = (query.norms[0] * hits.norms).clamp(min=_TINY).view(-1, 1, 1)
-    contributions = torch.einsum("id,kjd->kij", query_terms, hit_terms) / norms
-    cosines = torch.einsum("id,kjd->kij", _unit_rows(query_terms), _unit_rows(hit_terms))
+def _distinctive(query_unit: torch.Tensor, hit_units: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
+    """(k, Nh) <y^q - mu, t^_j - s_j mu> of unit terms (query (Nq, d), hits (k, Nh, d))."""
+    query_vector = query_unit.sum(dim=0)
+    if mean is None:
+        return torch.einsum("d,kjd->kj", query_vector, hit_units)
+    mass = hit_units.abs().sum(dim=2)
+    shares = mass / mass.sum(dim=1, keepdim=True).clamp(min=_TINY)
+    excess = query_vector - mean  # <excess, t^_j - s_j mu> without forming the centred terms
+    return torch.einsum("d,kjd->kj", excess, hit_units) - shares * torch.dot(excess, mean)
+
+
+def pair_correspondences(query: PositionTerms, hits: PositionTerms,
+                         collection_mean: np.ndarray | None = None) -> list[Correspondence]:
+    """The correspondence of the one query (batch of 1) with each hit, all hits at once.
+    `collection_mean` is the mean final vector of the collection searched (None: no collection)."""
+    query_unit = query.terms[0] / query.norms[0].clamp(min=_TINY)
+    hit_units = hits.terms / hits.norms.clamp(min=_TINY).view(-1, 1, 1)
+    contributions = torch.einsum("id,kjd->kij", query_unit, hit_units)
+    cosines = torch.einsum("id,kjd->kij", _unit_rows(query_unit), _unit_rows(hit_units))
     query_to_hit, hit_to_query = cosines.argmax(dim=2).cpu().numpy(), cosines.argmax(dim=1).cpu().numpy()
+    mean = (torch.as_tensor(collection_mean, dtype=query_unit.dtype, device=query_unit.device)
+            if collection_mean is not None else None)
+    distinctive = _distinctive(query_unit, hit_units, mean).cpu().numpy()
+    query_gram = (query_unit @ query_unit.T).cpu().numpy()
     contributions = contributions.cpu().numpy()
     return [Correspondence(contributions=contributions[index], query_grid=query.grid, hit_grid=hits.grid,
                            query_to_hit=query_to_hit[index], hit_to_query=hit_to_query[index],
                            exact=query.exact and hits.exact,
-                           remainder=float(max(query.remainder[0], hits.remainder[index])))
-            for index in range(hit_terms.shape[0])]
+                           remainder=float(max(query.remainder[0], hits.remainder[index])),
+                           hit_distinctive=distinctive[index], query_gram=query_gram)
+            for index in range(hits.terms.shape[0])]
 
 
 def cell_box(cell: int, grid: tuple[int, int], width: int, height: int) -> list[int]:
@@ -278,13 +323,15 @@ class BoxMatch:
     hit_box: list[int]
     share: float
     contribution: float
+    distinctive: float
     query_cells: list[int]
     hit_cells: list[int]
 
     def to_dict(self) -> dict[str, object]:
         return {"rank": self.rank, "query_box": self.query_box, "hit_box": self.hit_box,
                 "share": round(self.share, 6), "contribution": round(self.contribution, 6),
-                "query_cells": self.query_cells, "hit_cells": self.hit_cells}
+                "distinctive": round(self.distinctive, 6), "query_cells": self.query_cells,
+                "hit_cells": self.hit_cells}
 
 
 def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
@@ -292,7 +339,7 @@ def box_matches(correspondence: Correspondence, count: int, query_size: tuple[in
     """The top `count` region pairs with their boxes; sizes are (width, height) of the originals."""
     query_grid, hit_grid = correspondence.query_grid, correspondence.hit_grid
     return [BoxMatch(rank, pair.query.box(query_grid, *query_size), pair.hit.box(hit_grid, *hit_size), pair.share,
-                     pair.contribution, pair.query.cells(query_grid), pair.hit.cells(hit_grid))
+                     pair.contribution, pair.distinctive, pair.query.cells(query_grid), pair.hit.cells(hit_grid))
             for rank, pair in enumerate(correspondence.top_regions(count), start=1)]
 
 

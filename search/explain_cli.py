@@ -19,7 +19,7 @@ from indexer.verdicts import VerdictJudge
 from search.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
 from search.explaining import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation, cosine_rule
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS
-from search.correspondence_faithfulness import DEFAULT_RANDOM_BOXES
+from search.correspondence_faithfulness import BOX_FILLS, DEFAULT_BOX_FILL, DEFAULT_RANDOM_BOXES, BoxCheck
 from search.faithfulness_evaluation import (DEFAULT_VARIANTS, collection_embed, evaluate_pairs, format_table,
                                            parse_variant, summarise)
 from search.image_files import read_image_file
@@ -152,19 +152,23 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
               help="Curve steps (50: 2% of the pixels per step).")
 @click.option("--random-boxes", type=click.IntRange(min=1), default=DEFAULT_RANDOM_BOXES, show_default=True,
               help="Random boxes per pair that the top matched box is compared with.")
+@click.option("--box-fill", type=click.Choice(BOX_FILLS), default=DEFAULT_BOX_FILL, show_default=True,
+              help="What a deleted box shows in the correspondence check: the network's input mean colour, "
+                   "or a blurred copy of the image (as the curves use).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @model_options
 @data_dir_options
 @click.pass_context
 def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_count: int, seed: int, batch_size: int,
-                                  variants: str, steps: int, random_boxes: int, as_json: bool,
+                                  variants: str, steps: int, random_boxes: int, box_fill: str,
+                                  as_json: bool,
                                   progress: bool | None, model_path: Path | None,
                                   threshold: float | None, device: str, data_dir: Path, catalog_url: str | None,
                                   **model_values: Any) -> None:
     """Faithfulness of the hit's factual, counterfactual and random maps on pairs drawn from DIRECTORY
     (one folder per class): RISE-style deletion and insertion AUCs, in 2% steps with a blurred fill;
-    and of the correspondence: blurring the top matched hit box against random boxes of its size."""
+    and of the correspondence: deleting the top matched hit box against random boxes of its size."""
     try:
         names = [name.strip() for name in variants.split(",") if name.strip()]
         for name in names:
@@ -175,7 +179,7 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
         explainer, embedder = _explainer(branch, device, threshold, whitening=whitening)
         evaluation = evaluate_pairs(explainer, collection_embed(embedder, whitening), pairs, seed, steps, batch_size,
                                     progress=sys.stderr.isatty() if progress is None else progress,
-                                    variants=names, random_boxes=random_boxes, judge=judge)
+                                    variants=names, box_check=BoxCheck(random_boxes, box_fill), judge=judge)
     except EXPLAIN_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     if not evaluation.results:
@@ -185,7 +189,7 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
     if as_json:
         echo_json({"directory": str(directory), "pairs": pair_count, "evaluated": len(evaluation.results),
                    "skipped": evaluation.skipped, "seed": seed, "steps": steps, "maps": names,
-                   "random_boxes": random_boxes, "perturbed": "hit",
+                   "random_boxes": random_boxes, "box_fill": box_fill, "perturbed": "hit",
                    "model": branch.card.short_name(), "threshold": explainer.threshold, "verdict_rule": rule,
                    "whitening": whitening.digest() if whitening is not None else None, "groups": summary,
                    "pair_results": [result.to_dict() for result in evaluation.results]})

@@ -238,15 +238,17 @@ class PairExplainer:
         vectors = self.tail.embed_feature_maps(fmaps)
         return self.whitening.torch_apply(vectors) if self.whitening is not None else vectors
 
-    def pair_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> PairPass:
-        """The part of `explain` after the map layer, from its activations (1, C, h, w) and (k, C, h', w').
+    def pair_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
+                  collection_mean: np.ndarray | None = None) -> PairPass:
+        """The part of `explain` after the map layer, from its activations (1, C, h, w) and (k, C, h', w');
+        `collection_mean` (the searched collection's mean final vector) ranks the correspondence's regions.
 
         Grad-CAM differentiates the float64 tail with the map-layer activations as leaves, the
         query's repeated once per pair: s of pair i depends only on pair i's leaves, so one
         backward pass over sum_i s_i yields every pair's own gradients.
         """
         if self.method == GRAD_CAM and len(self.tail.features) == 0 and isinstance(self.tail.pooling, SLOPED_POOLINGS):
-            return self._pooled_grad_cam_pass(query_fmap, hit_fmaps)
+            return self._pooled_grad_cam_pass(query_fmap, hit_fmaps, collection_mean)
         count = hit_fmaps.shape[0]
         query_leaves = query_fmap.detach().to(torch.float64).expand(count, -1, -1, -1).clone()
         hit_leaves = hit_fmaps.detach().to(torch.float64).clone()
@@ -261,7 +263,7 @@ class PairExplainer:
         similarity = similarity.detach()
         query_terms = position_terms(self.tail.pooling, self.tail.head, query_final[:1].detach(), self.whitening)
         hit_terms = position_terms(self.tail.pooling, self.tail.head, hit_final.detach(), self.whitening)
-        correspondences = pair_correspondences(query_terms, hit_terms)
+        correspondences = pair_correspondences(query_terms, hit_terms, collection_mean)
         if gradients:
             query_raw = _grad_cam(query_leaves.detach(), query_grads)
             hit_raw = _grad_cam(hit_leaves.detach(), hit_grads)
@@ -272,7 +274,8 @@ class PairExplainer:
             hit_raw = _relative_contributions(hit_terms.terms, hit_vectors, query_vector, similarity, hit_terms.grid)
         return PairPass(similarity, query_raw, hit_raw, correspondences, *_final_vectors(query_terms, hit_terms))
 
-    def _pooled_grad_cam_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor) -> PairPass:
+    def _pooled_grad_cam_pass(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
+                              collection_mean: np.ndarray | None) -> PairPass:
         """Grad-CAM at the pooled layer with the pooled vectors as leaves: the same gradients,
         since Grad-CAM needs only each channel's mean gradient and GeM's / average pooling's
         derivative is known in closed form (pooling_slope); the backward pass then runs over
@@ -293,7 +296,8 @@ class PairExplainer:
         hit_terms = position_terms(self.tail.pooling, self.tail.head, hit_maps, self.whitening)
         return PairPass(similarity, torch.einsum("kc,chw->khw", query_weights, query_maps[0]),
                         torch.einsum("kc,kchw->khw", hit_weights, hit_maps),
-                        pair_correspondences(query_terms, hit_terms), *_final_vectors(query_terms, hit_terms))
+                        pair_correspondences(query_terms, hit_terms, collection_mean),
+                        *_final_vectors(query_terms, hit_terms))
 
     def _embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
         vectors = F.normalize(self.tail.head(pooled), dim=-1, eps=1e-12)
@@ -314,7 +318,7 @@ class PairExplainer:
 
     def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
                              judge: VerdictJudge | None = None) -> list[PairExplanation]:
-        found = self.pair_pass(query_fmap, hit_fmaps)
+        found = self.pair_pass(query_fmap, hit_fmaps, judge.cohort.mean_vector() if judge is not None else None)
         sign, scores, cut, rule = self.verdicts(found, judge)
         query_factual, query_counter = _side_maps(found.query_raw, sign)
         hit_factual, hit_counter = _side_maps(found.hit_raw, sign)

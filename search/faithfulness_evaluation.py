@@ -20,8 +20,7 @@ from tqdm import tqdm
 from indexer.imaging import ImageRejected
 from indexer.model.whitening import Whitening
 from indexer.verdicts import VerdictJudge
-from search.correspondence_faithfulness import (DEFAULT_RANDOM_BOXES, BoxDeletion, box_deletion,
-                                                summarise_box_deletions)
+from search.correspondence_faithfulness import BoxCheck, BoxDeletion, box_deletion, summarise_box_deletions
 from search.explaining import GRAD_CAM, METHODS, SIMILAR, PairExplainer
 from search.faithfulness import DEFAULT_BATCH_SIZE, STEPS, Embed, perturbation_curves, random_map
 from search.image_files import read_image_file
@@ -104,7 +103,7 @@ def collection_embed(embed: Embed, whitening: Whitening | None) -> Embed:
 
 def evaluate_pair(explainers: dict[str, PairExplainer], embed: Embed, pair: LabelledPair, rng: np.random.Generator,
                   steps: int = STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
-                  random_boxes: int = DEFAULT_RANDOM_BOXES, judge: VerdictJudge | None = None) -> PairResult:
+                  box_check: BoxCheck = BoxCheck(), judge: VerdictJudge | None = None) -> PairResult:
     first = next(iter(explainers.values()))
     size = first.branch.input_size
     query, hit = read_image_file(pair.query, size), read_image_file(pair.hit, size)
@@ -117,14 +116,15 @@ def evaluate_pair(explainers: dict[str, PairExplainer], embed: Embed, pair: Labe
     partner = embed(query.pixels[None])[0]
     curves = perturbation_curves(embed, hit.pixels, partner, maps, rng, steps, batch_size)
     aucs = {name: {"deletion": c.deletion_auc, "insertion": c.insertion_auc} for name, c in curves.items()}
-    boxes = box_deletion(embed, hit.pixels, partner, explanation.correspondence, rng, random_boxes)
+    boxes = box_deletion(embed, hit.pixels, partner, explanation.correspondence, rng, first.branch.input_mean,
+                         box_check)
     return PairResult(pair, explanation.similarity, explanation.verdict, aucs, boxes)
 
 
 def evaluate_pairs(explainer: PairExplainer, embed: Embed, pairs: Sequence[LabelledPair], seed: int,
                    steps: int = STEPS, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
                    variants: Sequence[str] = DEFAULT_VARIANTS,
-                   random_boxes: int = DEFAULT_RANDOM_BOXES, judge: VerdictJudge | None = None) -> Evaluation:
+                   box_check: BoxCheck = BoxCheck(), judge: VerdictJudge | None = None) -> Evaluation:
     """Every pair in order; random maps, boxes and tie-breaking come from one generator seeded by `seed`.
     `embed` must score as `explainer` does (collection_embed with the explainer's whitening); `judge`
     makes the verdicts (None: the explainer's cosine cut)."""
@@ -133,7 +133,7 @@ def evaluate_pairs(explainer: PairExplainer, embed: Embed, pairs: Sequence[Label
     evaluation = Evaluation()
     for pair in tqdm(pairs, desc="pairs", unit="pair", disable=not progress):
         try:
-            evaluation.results.append(evaluate_pair(explainers, embed, pair, rng, steps, batch_size, random_boxes,
+            evaluation.results.append(evaluate_pair(explainers, embed, pair, rng, steps, batch_size, box_check,
                                                     judge))
         except ImageRejected as exc:
             evaluation.skipped.append(str(exc))
@@ -199,7 +199,7 @@ def format_table(summary: dict[str, dict[str, object]]) -> str:
                          if kind != RANDOM else ("", ""))
             lines.append(f"{group:<19} {entry['n']:>4}  {kind:<34} {_cell(stats['deletion']):>15} "
                          f"{_cell(stats['insertion']):>15} {vs_random[0]:>15} {vs_random[1]:>15}")
-    lines += ["", "correspondence: blurring the hit's top matched box vs a random box of the same size "
+    lines += ["", "correspondence: deleting the hit's top matched box vs a random box of the same size "
                   "(similarity lost, paired)"]
     for group in (name for name in GROUPS if "correspondence" in summary.get(name, {})):
         check = summary[group]["correspondence"]

@@ -12,8 +12,8 @@ from indexer.model.card import ModelCard
 from indexer.model.heads import build_head
 from indexer.model.pooling import build_pooling
 from indexer.model.whitening import Whitening
-from search.correspondence import (Region, cell_box, pair_correspondences, position_terms, region_window,
-                                   window_contributions)
+from search.correspondence import (PositionTerms, Region, cell_box, pair_correspondences, position_terms,
+                                   region_window, window_contributions)
 
 CHANNELS, GRID = 24, (4, 5)
 
@@ -100,18 +100,45 @@ def test_a_non_linear_head_is_linearised_reports_its_remainder_and_still_sums() 
     assert float(query_terms.remainder[0]) == pytest.approx(expected, rel=1e-9)
 
 
-def test_an_image_paired_with_itself_matches_every_region_to_itself() -> None:
+@pytest.mark.parametrize("with_collection", [False, True])
+def test_an_image_paired_with_itself_matches_every_region_to_itself(with_collection: bool) -> None:
     branch = tail("gem", "linear")
     fmap = activations(1, 9)
     terms = position_terms(branch.pooling, branch.head, fmap, random_whitening(16, 12))
-    (itself,) = pair_correspondences(terms, terms)
+    mean = np.random.default_rng(4).normal(0, 0.2, 12) if with_collection else None
+    (itself,) = pair_correspondences(terms, terms, mean)
     cells = np.arange(GRID[0] * GRID[1])
     assert np.array_equal(itself.query_to_hit, cells) and np.array_equal(itself.hit_to_query, cells)
     assert itself.similarity == pytest.approx(1.0, abs=1e-12)
     top = itself.top_regions(5, window=2)
-    assert [pair.query for pair in top] == [pair.hit for pair in top]
-    # The diagonal region sums |T_A|^2 come out ranked, largest first.
-    assert [pair.contribution for pair in top] == sorted((pair.contribution for pair in top), reverse=True)
+    assert len(top) >= 2 and [pair.query for pair in top] == [pair.hit for pair in top]
+    # Hit regions come out ranked by what they add beyond the collection, largest first.
+    scores = [itself.hit_distinctive[pair.hit.cells(GRID)].sum() for pair in top]
+    assert scores == sorted(scores, reverse=True)
+
+
+def unit_terms(rows: list[list[float]], grid: tuple[int, int]) -> PositionTerms:
+    terms = torch.tensor([rows], dtype=torch.float64)
+    return PositionTerms(terms, grid, True, torch.zeros(1, dtype=torch.float64))
+
+
+def test_the_collection_mean_ranks_first_the_region_that_is_not_generic() -> None:
+    """Hit cell 0 is what every photo of the collection has (along the mean), cell 1 what this
+    query has and the collection does not: raw contributions rank cell 0 first, the collection's
+    mean ranks cell 1 first."""
+    query = unit_terms([[0.9, 0.0, 0.0], [0.0, 0.4, 0.1]], (1, 2))
+    hit = unit_terms([[0.8, 0.0, 0.0], [0.0, 0.3, 0.0]], (1, 2))
+    mean = np.array([0.85, 0.0, 0.0])  # the first axis is what the collection's photos share
+    (raw,) = pair_correspondences(query, hit)
+    (centred,) = pair_correspondences(query, hit, mean)
+    assert raw.top_regions(1, window=1)[0].hit.column == 0
+    assert centred.top_regions(1, window=1)[0].hit.column == 1
+    assert centred.top_regions(1, window=1)[0].query.column == 1  # the query cell pointing its way
+    np.testing.assert_allclose(raw.hit_distinctive, raw.contributions.sum(axis=0), atol=1e-12)
+    # The distinctive parts sum to the cosine of the two vectors' differences from the mean.
+    unit = [(t.vectors[0] / t.norms[0]).numpy() for t in (query, hit)]
+    assert centred.hit_distinctive.sum() == pytest.approx(float((unit[0] - mean) @ (unit[1] - mean)), abs=1e-12)
+    assert np.allclose(raw.contributions, centred.contributions)  # shares do not change, only the order
 
 
 def test_window_contributions_sum_every_pair_of_regions() -> None:
@@ -137,10 +164,12 @@ def test_top_regions_are_disjoint_on_both_sides_and_ranked() -> None:
     for side in ("query", "hit"):
         cells = [cell for pair in top for cell in getattr(pair, side).cells(GRID)]
         assert len(cells) == len(set(cells))
-    contributions = [pair.contribution for pair in top]
-    assert contributions == sorted(contributions, reverse=True)
-    best = window_contributions(found.contributions, GRID, GRID, 2).max()
-    assert top[0].contribution == pytest.approx(best)
+    columns = window_contributions(found.contributions.sum(axis=0).reshape(1, -1), (1, 1), GRID, 2)[0, 0]
+    scores = [columns[pair.hit.row, pair.hit.column] for pair in top]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(columns.max())
+    sums = window_contributions(found.contributions, GRID, GRID, 2)
+    assert all(pair.contribution == pytest.approx(sums[pair.query.row, pair.query.column, pair.hit.row,
+                                                       pair.hit.column]) for pair in top)
     assert all(pair.share == pytest.approx(pair.contribution / found.similarity) for pair in top)
     singles = found.top_regions(100, window=1)
     assert len(singles) == GRID[0] * GRID[1]  # one cell each: every cell is used once on each side

@@ -8,24 +8,7 @@ import torch
 from search.faithfulness import (
     STEPS, blurred_copy, normalised_auc, perturbation_curves, pixel_ranks, random_map, step_masks,
 )
-
-SIDE = 16
-OBJECT = (slice(0, 8), slice(0, 8))  # the only region the toy model looks at: 64 of 256 pixels
-
-
-def checkered_object_image() -> torch.Tensor:
-    """A black image with an 8x8 black-and-white checkerboard in the top-left corner."""
-    image = torch.zeros(3, SIDE, SIDE, dtype=torch.uint8)
-    y, x = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
-    image[:, OBJECT[0], OBJECT[1]] = (((x + y) % 2) * 255).to(torch.uint8)
-    return image
-
-
-def object_only_embed(images: torch.Tensor) -> np.ndarray:
-    """A toy model whose vector is the centred object region: blurring the checkerboard erases it."""
-    region = images[:, :, OBJECT[0], OBJECT[1]].float().flatten(1) - 127.5
-    return torch.nn.functional.normalize(region, dim=1).numpy()
-
+from tests.object_model import OBJECT, SIDE, checkered_object_image, object_only_embed
 
 def object_map(value_inside: float, value_outside: float) -> np.ndarray:
     saliency = np.full((SIDE, SIDE), value_outside, dtype=np.float32)

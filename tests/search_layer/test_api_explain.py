@@ -172,8 +172,8 @@ def test_explain_returns_matched_regions_whose_shares_sum_to_one(client, images)
     for side in ("query_cells", "hit_cells"):  # no two pairs share a cell on either side
         cells = [cell for m in matches for cell in m[side]]
         assert len(cells) == len(set(cells))
-    contributions = [m["contribution"] for m in matches]
-    assert contributions == sorted(contributions, reverse=True)
+    order = [m["distinctive"] for m in matches]  # what each hit region adds beyond the collection
+    assert order == sorted(order, reverse=True)
     assert len(client.get(f"/api/explain?query={first}&hit={second}&matches=2").json["matches"]) == 2
 
 
