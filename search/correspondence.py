@@ -259,8 +259,7 @@ def _diagonal_windows(gram: np.ndarray, grid: tuple[int, int], window: int) -> n
     """(R-w+1, C-w+1): |T_A|^2 of every w x w region A, from the Gram matrix of its image's terms."""
     sums = window_contributions(gram, grid, grid, window)
     rows, columns = sums.shape[:2]
-    return sums.reshape(rows * columns, rows * columns)[np.arange(rows * columns), np.arange(rows * columns)].reshape(
-        rows, columns)
+    return np.diagonal(sums.reshape(rows * columns, rows * columns)).reshape(rows, columns)
 
 
 def _rule_out(free: np.ndarray, row: int, column: int, side: int) -> None:
