@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -99,8 +100,10 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    @cached_property
     def mean_vector(self) -> np.ndarray | None:
-        """The collection's mean final vector, estimated on the cohort (None when it is empty)."""
+        """The collection's mean final vector, estimated on the cohort (None when it is empty).
+        Cached: a served index keeps one cohort per snapshot and every explanation asks for it."""
         return self.vectors.astype(np.float64).mean(axis=0) if len(self.vectors) else None
 
     def statistics(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

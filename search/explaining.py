@@ -318,7 +318,7 @@ class PairExplainer:
 
     def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
                              judge: VerdictJudge | None = None) -> list[PairExplanation]:
-        found = self.pair_pass(query_fmap, hit_fmaps, judge.cohort.mean_vector() if judge is not None else None)
+        found = self.pair_pass(query_fmap, hit_fmaps, judge.cohort.mean_vector if judge is not None else None)
         sign, scores, cut, rule = self.verdicts(found, judge)
         query_factual, query_counter = _side_maps(found.query_raw, sign)
         hit_factual, hit_counter = _side_maps(found.hit_raw, sign)
