@@ -36,7 +36,11 @@ demo: install
 	$(VENV)/bin/whysim stats --data-dir $(DATA_DIR)
 	$(VENV)/bin/whysim serve --data-dir $(DATA_DIR) --port $(PORT) --production
 
-test: install-test chromium
+lint: install-test
+	$(VENV)/bin/ruff check indexer search webui migrations tests setup.py
+	$(VENV)/bin/lint-imports
+
+test: lint chromium
 	$(PY) -m pytest -q
 
 bench: install-test

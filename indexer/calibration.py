@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.datadir import DataDir
-from indexer.evaluation.verification import pair_scores, verification_pairs
-from indexer.model.card import ModelCard
-from indexer.vector_stores.choice import open_location
-from indexer.verdicts import FITTED_RULE_KIND, RULE_SETTING, Cohort, VerdictJudge, VerdictRule, best_cut
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.evaluation.verification import pair_scores, verification_pairs
+from whysim.indexer.model.card import ModelCard
+from whysim.indexer.vector_stores.choice import open_location
+from whysim.indexer.verdicts import FITTED_RULE_KIND, RULE_SETTING, Cohort, VerdictJudge, VerdictRule, best_cut
 
 # More pairs than `whysim evaluate` draws (5 per image), with another seed: the cut is fitted on
 # a larger sample of the collection's pairs than the one it is then evaluated on.

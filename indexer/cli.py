@@ -1,100 +1,48 @@
-"""`whysim index` and `whysim stats`, plus the options every whysim command shares."""
+"""`whysim index`, `stats`, `compact` and `calibrate`: the commands that write or read the index."""
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from indexer.calibration import calibrate
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.datadir import CATALOG_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, DataDir, DataDirLocked, resolve_data_dir
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.model.backbones import BACKBONES
-from indexer.model.card import DEFAULT_PRESET, INPUT_SIZE_PRESETS
-from indexer.model.loading import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPUT_SIZE, DEFAULT_POOLING,
-                                   ModelLoadError, ModelRequest, build_branch, load_checkpoint)
-from indexer.model.pooling import POOLINGS
-from indexer.pipeline.compaction import compact_index
-from indexer.pipeline.whitening_policy import WHITENING_CHOICES
-from indexer.pipeline.ray_engine import RayUnavailable
-from indexer.pipeline.runner import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, ENGINES, IndexingInterrupted,
-                                     IndexOptions, IndexRun, ModelMismatch, default_workers)
-from indexer.vector_stores.choice import VECTOR_STORE_ENV, open_location
-from indexer.vector_stores.milvus import MilvusUnavailable
-from indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, RayUnavailable, FileNotFoundError,
-               ValueError)
-
-
-def data_dir_options(func: F) -> F:
-    """--data-dir and --catalog-url, on every command; the command receives `datadir: DataDir`."""
-    func = click.option("--catalog-url", envvar=CATALOG_URL_ENV, default=None,
-                        help=f"SQLAlchemy URL of the catalog (default: SQLite inside the data directory; ${CATALOG_URL_ENV}).")(func)
-    func = click.option("--data-dir", envvar=DATA_DIR_ENV, default=DEFAULT_DATA_DIR, show_default=True,
-                        type=click.Path(file_okay=False, path_type=Path),
-                        help=f"Where whysim keeps its catalog, vectors, thumbnails and caches (${DATA_DIR_ENV}).")(func)
-    return func
-
-
-def datadir_from(data_dir: Path, catalog_url: str | None) -> DataDir:
-    return resolve_data_dir(data_dir, catalog_url)
-
-
-def echo_json(payload: object) -> None:
-    click.echo(json.dumps(payload, sort_keys=True, default=str))
-
-
-def echo_report(report: Any, as_json: bool) -> None:
-    """A command's report: one JSON object, or its summary line."""
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        click.echo(report.summary())
-
-
-MODEL_OPTION_NAMES = ("backbone", "weights", "input_size", "pooling", "gem_p")
-
-
-def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    """An eager option: a preset becomes --input-size's default, so an explicit --input-size still wins
-    and the preset counts as an explicit model choice (see explicit_model_options)."""
-    if value is not None:
-        ctx.default_map = {**(ctx.default_map or {}), "input_size": INPUT_SIZE_PRESETS[value]}
-
-
-def model_request_options(func: F) -> F:
-    """--preset, --backbone, --weights, --input-size, --pooling, --gem-p: an untrained model, as a
-    ModelRequest's fields."""
-    presets = ", ".join(f"{name} = {size} px" for name, size in INPUT_SIZE_PRESETS.items())
-    for decorator in reversed([
-        click.option("--preset", type=click.Choice(list(INPUT_SIZE_PRESETS)), default=None, is_eager=True,
-                     expose_value=False, callback=_apply_preset,
-                     help=f"Input size by name ({presets}; default {DEFAULT_PRESET}): detailed tells look-alike "
-                          f"photos apart, fast embeds about 4x faster for collections of broad categories."),
-        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
-        click.option("--weights", default="imagenet", show_default=True,
-                     help="'imagenet' (local copy; never downloaded), 'none' (random init) or a .pth path."),
-        click.option("--input-size", type=int, default=DEFAULT_INPUT_SIZE, show_default=True,
-                     help="Square input side, multiple of 32 (overrides --preset)."),
-        click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULT_POOLING, show_default=True),
-        click.option("--gem-p", type=float, default=DEFAULT_GEM_P, show_default=True, help="GeM exponent."),
-    ]):
-        func = decorator(func)
-    return func
-
-
-def explicit_model_options(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The model options the user actually gave (not left at their defaults), with their values."""
-    return {name: values[name] for name in MODEL_OPTION_NAMES
-            if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+from whysim.indexer.calibration import calibrate
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.cli_support import (
+    USER_ERRORS,
+    active_model_card,
+    data_dir_options,
+    echo_json,
+    echo_report,
+    explicit_model_options,
+    model_request_options,
+)
+from whysim.indexer.datadir import (
+    DataDir,
+    resolve_data_dir,
+)
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.model.loading import (
+    ModelRequest,
+    build_branch,
+    load_checkpoint,
+)
+from whysim.indexer.pipeline.compaction import compact_index
+from whysim.indexer.pipeline.runner import (
+    CPU_BATCH_SIZE,
+    CUDA_BATCH_SIZE,
+    DECODERS,
+    ENGINES,
+    IndexingInterrupted,
+    IndexOptions,
+    IndexRun,
+    default_workers,
+)
+from whysim.indexer.pipeline.whitening_policy import WHITENING_CHOICES
+from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV, open_location
+from whysim.indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
 
 
 def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | None,
@@ -110,17 +58,6 @@ def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | No
     if active is not None and active.weights in ("imagenet", "none"):
         base = ModelRequest(active.backbone, active.weights, active.input_size, active.pooling, active.gem_p)
     return build_branch(ModelRequest(**{**base.__dict__, **explicit}))
-
-
-def active_model_card(datadir: DataDir) -> Any:
-    """The model the data directory's index was built with; None when there is no catalog yet."""
-    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
-        return None
-    engine = open_catalog_engine(datadir.catalog_url)
-    try:
-        return Catalog(engine).active_model()
-    finally:
-        engine.dispose()
 
 
 @click.command("index")
@@ -170,7 +107,7 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
                   whitening: str | None, as_json: bool, progress: bool | None,
                   **model_values: Any) -> None:
     """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
-    datadir = datadir_from(data_dir, catalog_url)
+    datadir = resolve_data_dir(data_dir, catalog_url)
     options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
                            prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
                            read_threads=read_threads, max_pixels=max_pixels, vector_store=vector_store,
@@ -192,7 +129,7 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> None:
     """Counts, model and index type of a data directory."""
-    datadir = datadir_from(data_dir, catalog_url)
+    datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         stats = collect_stats(datadir)
     except USER_ERRORS as exc:
@@ -215,7 +152,7 @@ def collect_stats(datadir: DataDir) -> dict[str, Any]:
     stats: dict[str, Any] = {"data_dir": str(datadir.root), "images": 0, "vectors": 0, "model": None,
                              "model_card": None, "index_type": None, "whitening": None, "status": {},
                              "collections": [], "disk_bytes": datadir.disk_bytes(), "vector_store": None}
-    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+    if not datadir.has_catalog():
         return stats
     engine = open_catalog_engine(datadir.catalog_url)
     try:
@@ -251,7 +188,7 @@ def compact_command(data_dir: Path, catalog_url: str | None, index_type: str | N
                     as_json: bool) -> None:
     """Rebuild the vector index from the stored vectors (after many removals, or to change its type),
     refitting the collection's whitening on today's vectors."""
-    datadir = datadir_from(data_dir, catalog_url)
+    datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         report = compact_index(datadir, index_type, whitening)
     except USER_ERRORS as exc:
@@ -267,7 +204,7 @@ def compact_command(data_dir: Path, catalog_url: str | None, index_type: str | N
 def calibrate_command(directory: Path, data_dir: Path, catalog_url: str | None, reset: bool, as_json: bool) -> None:
     """Fit the similar/dissimilar cut on the labelled (class-per-folder) images of DIRECTORY, which
     must be indexed in this data directory, and use it for every verdict from now on."""
-    datadir = datadir_from(data_dir, catalog_url)
+    datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         report = calibrate(datadir, directory, reset)
     except USER_ERRORS as exc:

@@ -25,10 +25,20 @@ class DataDir:
     catalog_url_override: str | None = None
 
     @property
+    def catalog_path(self) -> Path:
+        """The embedded SQLite catalog's file (unused when a catalog URL overrides it)."""
+        return self.root / "catalog.sqlite3"
+
+    @property
     def catalog_url(self) -> str:
         if self.catalog_url_override:
             return self.catalog_url_override
-        return f"sqlite:///{self.root / 'catalog.sqlite3'}"
+        return f"sqlite:///{self.catalog_path}"
+
+    def has_catalog(self) -> bool:
+        """Whether there is a catalog to read: a catalog URL was given, or the SQLite file exists.
+        False means nothing was indexed here yet (and opening would create an empty catalog)."""
+        return self.catalog_url_override is not None or self.catalog_path.exists()
 
     @property
     def vectors_path(self) -> Path:
@@ -60,7 +70,7 @@ class DataDir:
     def writer_lock(self) -> Iterator[None]:
         """Exclusive lock for writers, so two indexers never interleave their saves: a file lock
         in the data directory, plus the catalog's own lock when it is shared (PostgreSQL)."""
-        from indexer.catalog.locking import CatalogLocked, catalog_writer_lock
+        from whysim.indexer.catalog.locking import CatalogLocked, catalog_writer_lock
 
         self.ensure()
         with open(self.root / "writer.lock", "a+") as handle:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from indexer.imaging import IMAGE_EXTENSIONS
+from whysim.indexer.imaging import IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Three kinds of index, all wrapped in an IndexIDMap2 so ids are catalog ids:
   indexed image) exact to about 1e-3. Removal is native. Trained on the vectors it first
   receives; `whysim compact` retrains.
 
-A store may carry the collection's whitening (indexer.model.whitening): its vectors are then
+A store may carry the collection's whitening (whysim.indexer.model.whitening): its vectors are then
 whitened ones, and the transform is saved in the same file, as the FAISS pre-transform chain
 (centering, then the linear map) wrapped around the index, so the vectors and the transform
 that made them are replaced together by one atomic rename and can never disagree.
@@ -30,8 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from indexer.model.whitening import Whitening
-from indexer.sampling import sample_rows
+from whysim.indexer.model.whitening import Whitening
+from whysim.indexer.sampling import sample_rows
 
 logger = logging.getLogger(__name__)
 

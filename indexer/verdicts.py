@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.sampling import sample_rows
-from indexer.vector_stores.protocol import VectorStore
+from whysim.indexer.sampling import sample_rows
+from whysim.indexer.vector_stores.protocol import VectorStore
 
 # Cohort of at most this many vectors: mu and sigma of a 1,000-sample are within a few
 # thousandths of the whole collection's, and cost one (k, 1000) product per request.

@@ -1,1 +1,1 @@
-"""Alembic migrations of the whysim catalog (run by `indexer.catalog.database.upgrade_schema`)."""
+"""Alembic migrations of the whysim catalog (run by `whysim.indexer.catalog.database.upgrade_schema`)."""

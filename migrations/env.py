@@ -4,8 +4,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from indexer.catalog.schema import Base
-from indexer.datadir import resolve_data_dir
+from whysim.indexer.catalog.schema import Base
+from whysim.indexer.datadir import resolve_data_dir
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from indexer.datadir import CATALOG_URL_ENV, DataDir
-from indexer.vector_stores.choice import VECTOR_STORE_ENV
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
+
+from whysim.indexer.datadir import CATALOG_URL_ENV, DataDir
+from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples" / "flowers"
@@ -139,7 +139,7 @@ def ray_cluster() -> Iterator[str]:
     in-process runs join it, child processes get its address (--ray-address)."""
     import ray
 
-    from indexer.pipeline.ray_engine import QUIET_RAY_ENV
+    from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
 
     for name, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(name, value)

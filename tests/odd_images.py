@@ -4,9 +4,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from PIL import Image
-
 from conftest import encode
+from PIL import Image
 
 
 def png_header_only(width: int, height: int) -> bytes:

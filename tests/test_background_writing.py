@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FAISS_STORAGE
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.datadir import DataDir
-from indexer.pipeline.background_writing import BackgroundChunkWriter
-from indexer.pipeline.planning import WorkItem
-from indexer.pipeline.reading import ReadResult
-from indexer.vector_stores.faiss_location import FaissLocation
-from indexer.vectors import VectorStore
-from webui.cli import cli
+
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.pipeline.background_writing import BackgroundChunkWriter
+from whysim.indexer.pipeline.planning import WorkItem
+from whysim.indexer.pipeline.reading import ReadResult
+from whysim.indexer.vector_stores.faiss_location import FaissLocation
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 
 def pending_items(datadir: DataDir, count: int) -> tuple[Catalog, list[WorkItem]]:

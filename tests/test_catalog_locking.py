@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from indexer.catalog.database import SQLITE_BUSY_TIMEOUT_MS, open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.datadir import DataDir
+from whysim.indexer.catalog.database import SQLITE_BUSY_TIMEOUT_MS, open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.datadir import DataDir
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAISS_STORAGE
-from indexer.datadir import DataDir
 from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysim_json
+
+from whysim.indexer.datadir import DataDir
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
               "images_per_second", "vectors", "index_type", "whitening", "model"}
@@ -79,7 +79,7 @@ def test_missing_pretrained_weights_fail_with_a_clear_message(make_collection, d
 def start_indexing(root: Path, datadir: DataDir) -> subprocess.Popen[str]:
     """A `whysim index` process, slowed down (large input, tiny batches and chunks) so
     that it can be stopped mid-run; it leads its own process group, with its reader worker."""
-    command = [sys.executable, "-c", "from webui.cli import main; main()", "index", str(root),
+    command = [sys.executable, "-c", "from whysim.webui.cli import main; main()", "index", str(root),
                "--data-dir", str(datadir.root), "--input-size", "320", "--batch-size", "2",
                "--chunk-size", "2", "--workers", "1", "--no-progress"]
     # A harness that starts the tests in the background (a non-interactive shell's `cmd &`) hands

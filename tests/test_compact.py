@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
-
-from indexer.datadir import DataDir
-from webui.cli import cli
 from whysim_cli import live_store
+
+from whysim.indexer.datadir import DataDir
+from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 

@@ -7,13 +7,20 @@ import pytest
 import torch
 from torch import nn
 
-from indexer.model.branch import SiameseBranch
-from indexer.model.card import ModelCard
-from indexer.model.heads import build_head
-from indexer.model.pooling import build_pooling
-from indexer.model.whitening import Whitening
-from search.correspondence import (PositionTerms, Region, cell_box, pair_correspondences, position_terms,
-                                   region_window, window_contributions)
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.model.card import ModelCard
+from whysim.indexer.model.heads import build_head
+from whysim.indexer.model.pooling import build_pooling
+from whysim.indexer.model.whitening import Whitening
+from whysim.search.explain.correspondence import (
+    PositionTerms,
+    Region,
+    cell_box,
+    pair_correspondences,
+    position_terms,
+    region_window,
+    window_contributions,
+)
 
 CHANNELS, GRID = 24, (4, 5)
 

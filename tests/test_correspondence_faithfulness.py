@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from search.correspondence import Correspondence
-from search.correspondence_faithfulness import BoxCheck, box_deletion, deletion_fill
-from search.faithfulness import blurred_copy
 from tests.object_model import checkered_object_image, object_only_embed
+from whysim.search.evaluation.correspondence_faithfulness import BoxCheck, box_deletion, deletion_fill
+from whysim.search.evaluation.faithfulness import blurred_copy
+from whysim.search.explain.correspondence import Correspondence
 
 GRID = (2, 2)  # 2 x 2 cells of 8 x 8 pixels: the object is cell 0
 OBJECT_CELL, FAR_CELL = 0, 3

@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FAISS_STORAGE, encode, make_picture, vector_store_option
-from indexer.catalog.database import create_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.datadir import DataDir
-from indexer.vectors import VectorStore
-from webui.cli import cli
 from whysim_cli import catalog_query, stored_vectors
+
+from whysim.indexer.catalog.database import create_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 MANY_COMMITS = ["--chunk-size", "2", "--batch-size", "1"]
@@ -190,7 +190,7 @@ assert len(KILL_POINTS) == TRIALS
 def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: bool = False) -> tuple[bool, int]:
     """Runs `whysim index` in a child process and SIGKILLs it: (whether it was still running,
     how many times the on-disk invariant was checked while it ran; `watch`: add-only runs)."""
-    process = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "index", str(root),
+    process = subprocess.Popen([sys.executable, "-c", "from whysim.webui.cli import main; main()", "index", str(root),
                                 *location(datadir), *SMALL, *MANY_COMMITS, *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = datadir.root / "writer.lock"

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from indexer.catalog.database import create_catalog_engine, open_catalog_engine, upgrade_schema
-from indexer.catalog.schema import Base
+from whysim.indexer.catalog.database import create_catalog_engine, open_catalog_engine, upgrade_schema
+from whysim.indexer.catalog.schema import Base
 
 
 def test_migrations_match_the_orm_models(tmp_path: Path) -> None:

@@ -10,14 +10,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from indexer.jpeg_probe import probe_jpeg
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.pipeline.device_reading import DeviceBatchReader, load_file
-from indexer.pipeline.embedding import Embedder
-from indexer.pipeline.reading import ReadRequest, ReadResult, read_image_file
-from indexer.vectors import VectorStore
 from tests.conftest import encode, make_picture
-from webui.cli import cli
+from whysim.indexer.jpeg_probe import probe_jpeg
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.pipeline.device_reading import DeviceBatchReader, load_file
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.reading import ReadRequest, ReadResult, read_image_file
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 SIZE = 64
 MAX_PIXELS = 10_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.training.early_stopping import EarlyStopping
+from whysim.indexer.training.early_stopping import EarlyStopping
 
 
 def run(scores: list[float], patience: int) -> EarlyStopping:

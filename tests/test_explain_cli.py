@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import encode, make_picture
 from PIL import Image
 
-from conftest import encode, make_picture
-from indexer.model.card import DEFAULT_INPUT_SIZE
-from webui.cli import cli
+from whysim.indexer.model.card import DEFAULT_INPUT_SIZE
+from whysim.webui.cli import cli
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_evaluate_explanations_needs_two_classes(tmp_path, make_collection, data
 
 
 REPO = Path(__file__).resolve().parents[1]
-RANK_ONE_COLOUR = (0xE6, 0x9F, 0x00)  # search.overlays.MATCH_COLOURS[0]
+RANK_ONE_COLOUR = (0xE6, 0x9F, 0x00)  # whysim.search.explain.overlays.MATCH_COLOURS[0]
 
 
 def test_explain_reports_matched_regions_and_draws_them_on_real_photos(datadir) -> None:

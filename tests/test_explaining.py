@@ -6,14 +6,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_picture
 from PIL import Image
 
-from conftest import make_picture
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.pipeline.reading import model_pixels
-from indexer.model.whitening import Whitening
-from search.explaining import (CONTRIBUTION, DISSIMILAR, GRAD_CAM, SIMILAR, PairExplainer, PairExplanation,
-                               upsample_map)
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.model.whitening import Whitening
+from whysim.indexer.pipeline.reading import model_pixels
+from whysim.search.explain.gradcam import (
+    CONTRIBUTION,
+    DISSIMILAR,
+    GRAD_CAM,
+    SIMILAR,
+    PairExplainer,
+    PairExplanation,
+    upsample_map,
+)
 
 SIZE = 128  # a 4x4 target layer: coarse enough to be fast, fine enough for a meaningful correlation
 
@@ -174,7 +181,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "flowers"
 
 def sample_pixels(count: int, size: int = SIZE) -> torch.Tensor:
     """Real photos from samples/flowers, (count, 3, S, S) uint8."""
-    from search.image_files import read_image_file
+    from whysim.search.evaluation.image_files import read_image_file
 
     paths = sorted(SAMPLES.rglob("*.jpg"))[:count]
     return torch.stack([read_image_file(path, size).pixels for path in paths])

@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from search.faithfulness import (
-    STEPS, blurred_copy, normalised_auc, perturbation_curves, pixel_ranks, random_map, step_masks,
-)
 from tests.object_model import OBJECT, SIDE, checkered_object_image, object_only_embed
+from whysim.search.evaluation.faithfulness import (
+    STEPS,
+    blurred_copy,
+    normalised_auc,
+    perturbation_curves,
+    pixel_ranks,
+    random_map,
+    step_masks,
+)
+
 
 def object_map(value_inside: float, value_outside: float) -> np.ndarray:
     saliency = np.full((SIDE, SIDE), value_outside, dtype=np.float32)

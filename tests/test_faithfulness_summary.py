@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from search.correspondence_faithfulness import BoxDeletion
-from search.faithfulness_evaluation import PairResult, format_table, summarise
-from search.pair_sampling import LabelledPair
+from whysim.search.evaluation.correspondence_faithfulness import BoxDeletion
+from whysim.search.evaluation.faithfulness_evaluation import PairResult, format_table, summarise
+from whysim.search.evaluation.pair_sampling import LabelledPair
 
 
 def result(same: bool, verdict: str, factual_deletion: float, random_deletion: float,

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.pipeline.reading import ReadRequest, read_image_file
-from indexer.training.collection import scan_labelled
-from indexer.training.features_cache import MAPS_FILE, FeatureCache, cache_key, fill_cache
-from indexer.training.trainable import TrainableBranch
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
+from whysim.indexer.training.collection import scan_labelled
+from whysim.indexer.training.features_cache import MAPS_FILE, FeatureCache, cache_key, fill_cache
+from whysim.indexer.training.trainable import TrainableBranch
 
 
 def test_cache_matches_indexer_features_and_is_reused(make_collection, tmp_path: Path) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import encode, make_picture
+from odd_images import png_header_only, with_orientation
 from PIL import Image
 
-from conftest import encode, make_picture
-from indexer.imaging import ImageRejected, decode_image, resize_square
-from odd_images import png_header_only, with_orientation
+from whysim.indexer.imaging import ImageRejected, decode_image, resize_square
 
 
 @pytest.mark.parametrize(("data", "reason"), [

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from webui.cli import cli
+from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 

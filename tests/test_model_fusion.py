@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from indexer.model.fusion import fold_batchnorm
-from indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.model.fusion import fold_batchnorm
+from whysim.indexer.model.loading import ModelRequest, build_branch
 
 SIZE = 64
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.evaluation.pair_metrics import accuracy_at, average_ranks, choose_threshold, f1_at, roc_auc
-from indexer.evaluation.verification import verification_metrics
+from whysim.indexer.evaluation.pair_metrics import accuracy_at, average_ranks, choose_threshold, f1_at, roc_auc
+from whysim.indexer.evaluation.verification import verification_metrics
 
 
 def test_roc_auc_hand_computed() -> None:

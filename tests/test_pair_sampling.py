@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from search.pair_sampling import draw_pairs, labelled_files
+from whysim.search.evaluation.pair_sampling import draw_pairs, labelled_files
 
 
 def groups_of(sizes: dict[str, int]) -> dict[str, list[Path]]:

@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_crash_consistency import (
+    PICTURES,
+    Kill,
+    build_collection,
+    check_after_kill,
+    check_complete,
+    index_in_process,
+    killed_run,
+    read_state,
+)
 
-from indexer.datadir import DataDir
-from test_crash_consistency import (PICTURES, Kill, build_collection, check_after_kill, check_complete,
-                                    index_in_process, killed_run, read_state)
+from whysim.indexer.datadir import DataDir
 
 pytestmark = pytest.mark.slow
 

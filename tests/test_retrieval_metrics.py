@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.evaluation.retrieval_metrics import mean_average_precision, ranked_neighbours, retrieval_metrics
+from whysim.indexer.evaluation.retrieval_metrics import mean_average_precision, ranked_neighbours, retrieval_metrics
 
 
 def unit(rows: list[list[float]]) -> np.ndarray:

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import FAISS_STORAGE, encode, make_picture
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.model.loading import ModelRequest, build_branch, load_for_card
-from indexer.pipeline.embedding import Embedder
-from indexer.pipeline.reading import ReadRequest, read_image_file
-from indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun
 from odd_images import png_header_only, with_orientation
+from PIL import Image
 from whysim_cli import index_json, snapshot
+
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.model.loading import ModelRequest, build_branch, load_for_card
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
+from whysim.indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun
 
 
 def rewrite(path: Path, data: bytes) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from benchmarks.scaling_equivalence import top_paths
 from conftest import encode, make_picture
 from search_layer.collection import SMALL_MODEL

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from conftest import encode, make_picture
-from indexer.scanning import scan_collection
+
+from whysim.indexer.scanning import scan_collection
 
 
 def write_image(path: Path, seed: int) -> None:

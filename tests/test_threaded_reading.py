@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.pipeline.reading import ReadRequest, read_image_file
-from indexer.pipeline.runner import indexing_workers
-from indexer.pipeline.threaded_reading import ThreadedBatchReader
 from tests.conftest import encode, make_picture
+from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
+from whysim.indexer.pipeline.runner import indexing_workers
+from whysim.indexer.pipeline.threaded_reading import ThreadedBatchReader
 
 SIZE = 48
 MAX_PIXELS = 10_000_000

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.training.collection import scan_labelled
-from indexer.training.objectives import PairObjective, SupConObjective
-from indexer.training.sources import CachedFeatures, ImageFiles
-from indexer.training.trainable import TrainableBranch
-from indexer.training.trainer import LoopSettings, Trainer, embed_all, validation_metrics, warmup_cosine
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.training.collection import scan_labelled
+from whysim.indexer.training.objectives import PairObjective, SupConObjective
+from whysim.indexer.training.sources import CachedFeatures, ImageFiles
+from whysim.indexer.training.trainable import TrainableBranch
+from whysim.indexer.training.trainer import LoopSettings, Trainer, embed_all, validation_metrics, warmup_cosine
 
 
 def labelled_files(root: Path) -> tuple[list[Path], np.ndarray]:

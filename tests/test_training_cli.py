@@ -9,14 +9,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.model.card import DEFAULT_THRESHOLD
-from indexer.model.loading import build_branch, load_checkpoint, load_for_card, ModelRequest
-from indexer.pipeline.reading import ReadRequest, read_image_file
-from indexer.training.splits import SPLITS, Split
-from indexer.vectors import VectorStore
-from webui.cli import cli
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.model.card import DEFAULT_THRESHOLD
+from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint, load_for_card
+from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
+from whysim.indexer.training.splits import SPLITS, Split
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from indexer.training.losses import ContrastiveLoss, SupConLoss
+from whysim.indexer.training.losses import ContrastiveLoss, SupConLoss
 
 
 def at_angle(degrees: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from indexer.training.pairs import balanced_pairs, class_balanced_batches, epoch_rng
+from whysim.indexer.training.pairs import balanced_pairs, class_balanced_batches, epoch_rng
 
 LABELS = np.array([0] * 5 + [1] * 3 + [2] * 4)
 

@@ -5,10 +5,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import encode, make_picture
-from indexer.training.collection import LabelledCollection, LabelledImage, scan_labelled
-from indexer.training.splits import SPLITS, Split, split_collection
+
+from whysim.indexer.training.collection import LabelledCollection, LabelledImage, scan_labelled
+from whysim.indexer.training.splits import SPLITS, Split, split_collection
 
 
 def collection_of(counts: dict[str, int]) -> LabelledCollection:

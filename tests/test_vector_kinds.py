@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.vectors import INDEX_KINDS, IvfPqParams, ReadOnlyStore, VectorStore, choose_index_kind
+from whysim.indexer.vectors import INDEX_KINDS, IvfPqParams, ReadOnlyStore, VectorStore, choose_index_kind
 
 DIM = 32
 

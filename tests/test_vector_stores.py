@@ -12,18 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import encode, make_picture
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.vector_stores.choice import VectorStoreSpec, parse_vector_store
-from indexer.vector_stores.faiss_location import FaissLocation
-from indexer.vector_stores.milvus import MilvusLocation
-from indexer.vector_stores.protocol import VectorLocation
-from indexer.datadir import DataDir
-from indexer.pipeline.reconcile import merge_repeated_ids
-from indexer.vectors import VectorStore
 from whysim_cli import SMALL, index_json, snapshot, whysim
+
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.pipeline.reconcile import merge_repeated_ids
+from whysim.indexer.vector_stores.choice import VectorStoreSpec, parse_vector_store
+from whysim.indexer.vector_stores.faiss_location import FaissLocation
+from whysim.indexer.vector_stores.milvus import MilvusLocation
+from whysim.indexer.vector_stores.protocol import VectorLocation
+from whysim.indexer.vectors import VectorStore
 
 DIM = 32
 IDS = np.arange(300, dtype=np.int64) * 7 + 1000
@@ -176,7 +176,7 @@ def test_switching_stores_refills_the_new_one_from_the_images(make_collection, t
 
 HOLD_LITE_FILE = """
 import sys, time
-from indexer.vector_stores.milvus import connect
+from whysim.indexer.vector_stores.milvus import connect
 connect(sys.argv[1], sys.argv[1])
 print('open', flush=True)
 time.sleep(600)

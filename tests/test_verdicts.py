@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
-from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
-from webui.cli import cli
+
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
+from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
-from indexer.model.whitening import MIN_VECTORS, fit_whitening
-from indexer.vectors import INDEX_KINDS, VectorStore
-from webui.cli import cli
+
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.model.whitening import MIN_VECTORS, fit_whitening
+from whysim.indexer.vectors import INDEX_KINDS, VectorStore
+from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 
@@ -121,9 +121,9 @@ def test_index_fits_whitening_keeps_it_and_refits_when_the_collection_doubles(tm
 
 def test_whitened_index_vectors_are_the_branch_vectors_through_the_transform(tmp_path: Path) -> None:
     """What search ranks by is exactly Whitening.apply(branch vector): checked against a fresh embedding."""
-    from indexer.model.loading import ModelRequest, build_branch
-    from indexer.pipeline.embedding import Embedder
-    from indexer.pipeline.reading import ReadRequest, read_image_file
+    from whysim.indexer.model.loading import ModelRequest, build_branch
+    from whysim.indexer.pipeline.embedding import Embedder
+    from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
 
     root, datadir = tmp_path / "photos", DataDir(tmp_path / "data")
     add_pictures(root, 0, MIN_VECTORS + 4)

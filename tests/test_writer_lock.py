@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAISS_STORAGE
-from indexer.datadir import DataDir, DataDirLocked
 from whysim_cli import SMALL, whysim
+
+from whysim.indexer.datadir import DataDir, DataDirLocked
 
 HOLD_LOCK = """
 import sys, time
-from indexer.datadir import DataDir
+from whysim.indexer.datadir import DataDir
 with DataDir(__import__('pathlib').Path(sys.argv[1]), sys.argv[2] or None).writer_lock():
     print('locked', flush=True)
     time.sleep(600)

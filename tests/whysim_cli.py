@@ -12,12 +12,12 @@ import numpy as np
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, exc, pool, text
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog, ImageInfo
-from indexer.datadir import DataDir
-from indexer.vector_stores.choice import open_location
-from indexer.vectors import VectorStore
-from webui.cli import cli
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog, ImageInfo
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.vector_stores.choice import open_location
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 # Where the model's input size does not matter: a tiny input and no worker processes.
 SMALL = ("--input-size", "64", "--workers", "0", "--no-progress")

@@ -7,15 +7,15 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from indexer.datadir import resolve_data_dir
-from search.access_log import install_request_log
-from search.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
-from search.api import register_api
-from search.engine import SearchEngine
-from search.metrics import register_metrics_route
-from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
-from webui.pages import register_pages
-from webui.security import CORS_ORIGINS_KEY, install_security
+from whysim.indexer.datadir import resolve_data_dir
+from whysim.search.api.access_log import install_request_log
+from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
+from whysim.search.api.metrics import register_metrics_route
+from whysim.search.api.routes import register_api
+from whysim.search.api.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from whysim.search.serving.engine import SearchEngine
+from whysim.webui.pages import register_pages
+from whysim.webui.security import CORS_ORIGINS_KEY, install_security
 
 TRUSTED_PROXIES_KEY = "WHYSIM_TRUSTED_PROXIES"
 METRICS_ROUTE_KEY = "WHYSIM_METRICS_ROUTE"
@@ -31,7 +31,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """`config` overrides DEFAULT_CONFIG and the WHYSIM_* limits of search.settings.ApiSettings."""
+    """`config` overrides DEFAULT_CONFIG and the WHYSIM_* limits of whysim.search.api.settings.ApiSettings."""
     app = Flask(__name__)
     app.config.from_mapping(DEFAULT_CONFIG)
     if config:

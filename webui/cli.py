@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import click
 
-from indexer.cli import COMMANDS as INDEXER_COMMANDS
-from indexer.training.cli import COMMANDS as TRAINING_COMMANDS
-from search.cli import COMMANDS as SEARCH_COMMANDS
-from search.explain_cli import COMMANDS as EXPLAIN_COMMANDS
-from webui.commands import COMMANDS as WEBUI_COMMANDS
+from whysim.indexer.cli import COMMANDS as INDEXER_COMMANDS
+from whysim.indexer.training.cli import COMMANDS as TRAINING_COMMANDS
+from whysim.search.evaluation.cli import COMMANDS as EXPLAIN_COMMANDS
+from whysim.search.serving.cli import COMMANDS as SEARCH_COMMANDS
+from whysim.webui.commands import COMMANDS as WEBUI_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

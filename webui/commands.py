@@ -13,14 +13,15 @@ from flask import Flask
 from prometheus_client import start_http_server
 from werkzeug.serving import make_server
 
-from indexer.cli import data_dir_options, datadir_from
-from search.access_log import LOGGER_NAME
-from search.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
-from search.metrics import metrics_of
-from search.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
-from webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
-from webui.production import DEFAULT_THREADS, serve_production
-from webui.security import CORS_ORIGINS_KEY
+from whysim.indexer.cli_support import data_dir_options
+from whysim.indexer.datadir import resolve_data_dir
+from whysim.search.api.access_log import LOGGER_NAME
+from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
+from whysim.search.api.metrics import metrics_of
+from whysim.search.api.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from whysim.webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
+from whysim.webui.production import DEFAULT_THREADS, serve_production
+from whysim.webui.security import CORS_ORIGINS_KEY
 
 
 @click.command("serve")
@@ -71,7 +72,7 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
                   metrics_host: str, access_log: bool) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     configure_access_log(access_log)
-    datadir = datadir_from(data_dir, catalog_url)
+    datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         app = create_app({
             "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,

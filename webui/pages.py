@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from search.api import services
-from search.api_errors import http_error, is_api_path
-from search.settings import ApiSettings
+from whysim.search.api.errors import http_error, is_api_path
+from whysim.search.api.routes import services
+from whysim.search.api.settings import ApiSettings
 
 K_CHOICES = (5, 10, 20, 50, 100)
 PAGE_ERROR_CODES = (404, 405, 500)

@@ -1,7 +1,7 @@
 """`whysim serve --production`: the app behind waitress, a threaded pure-Python WSGI server.
 
 Why waitress and not a pre-forking server such as gunicorn: whysim keeps its state in one
-process on purpose. The model runs on one dedicated thread (search/model_host.py), and uploaded
+process on purpose. The model runs on one dedicated thread (search/serving/model_host.py), and uploaded
 queries and explanations are cached in that process's memory, so that a client can page and
 ask for explanations without uploading again. N forked workers would load N copies of the
 model, compete for the same cores with N torch thread teams, and answer "upload again" whenever
@@ -18,7 +18,7 @@ from flask import Flask
 from waitress import create_server
 from waitress.server import BaseWSGIServer
 
-from webui.app import TRUSTED_PROXIES_KEY
+from whysim.webui.app import TRUSTED_PROXIES_KEY
 
 DEFAULT_THREADS = 8
 # waitress refuses bodies over this with its own plain-text 413 before the app sees them;

@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-import migrations
+from whysim import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 SQLITE_BUSY_TIMEOUT_MS = 30_000

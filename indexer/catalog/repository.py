@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from indexer.catalog.schema import Collection, ImageRecord, ImageStatus, IndexModel, Setting, utcnow
-from indexer.model.card import ModelCard
+from whysim.indexer.catalog.schema import Collection, ImageRecord, ImageStatus, IndexModel, Setting, utcnow
+from whysim.indexer.model.card import ModelCard
 
 
 @dataclass(frozen=True)

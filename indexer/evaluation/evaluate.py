@@ -7,7 +7,7 @@ different classes are left out (their class is ambiguous).
 
 The vectors are the ones search would use: the collection's whitening is fitted on the evaluated
 collection exactly as `whysim index` fits it, and the verdict is judged as search judges it
-(indexer.verdicts: the collection-normalised score against the rule in force), so
+(whysim.indexer.verdicts: the collection-normalised score against the rule in force), so
 `verdict_balanced_accuracy` is what a user of the index would see, and
 `verdict_balanced_accuracy_best` what the best cut for this collection would give.
 """
@@ -24,14 +24,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.evaluation.verification import pair_scores, verification_metrics, verification_pairs
-from indexer.model.branch import SiameseBranch
-from indexer.pipeline.embedding import Embedder
-from indexer.pipeline.whitening_policy import collection_whitening
-from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
-from indexer.training.collection import LabelledCollection
-from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.evaluation.verification import pair_scores, verification_metrics, verification_pairs
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
+from whysim.indexer.pipeline.whitening_policy import collection_whitening
+from whysim.indexer.training.collection import LabelledCollection
+from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
 
 RETRIEVAL_KS = (1, 5, 10)
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from indexer.evaluation.pair_metrics import accuracy_at, choose_threshold, f1_at, roc_auc
-from indexer.training.pairs import Pairs, balanced_pairs
+from whysim.indexer.evaluation.pair_metrics import accuracy_at, choose_threshold, f1_at, roc_auc
+from whysim.indexer.training.pairs import Pairs, balanced_pairs
 
 PAIRS_PER_IMAGE = 5
 PAIR_SEED = 20230317

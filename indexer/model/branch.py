@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.model.card import ModelCard
-from indexer.model.fusion import fold_batchnorm
+from whysim.indexer.model.card import ModelCard
+from whysim.indexer.model.fusion import fold_batchnorm
 
 
 class SiameseBranch(nn.Module):
@@ -42,7 +42,7 @@ class SiameseBranch(nn.Module):
     def fold_batchnorm(self) -> int:
         """For inference only (embedding, explaining): folds the backbone's BatchNorm layers
         into its convolutions, about 1.3x faster on CPU for the same outputs (see
-        indexer.model.fusion). Returns how many were folded; a second call folds none."""
+        whysim.indexer.model.fusion). Returns how many were folded; a second call folds none."""
         self.features, folded = fold_batchnorm(self.features, self.input_size)
         return folded
 

@@ -9,7 +9,7 @@ from typing import Any
 
 # Cosine similarity at or above which the untrained default calls a pair "similar" when there is
 # no collection to judge it against (`whysim explain A B` without an index; searches judge pairs
-# against their collection instead: indexer.verdicts). Measured for ImageNet Lite0 at 448 px with
+# against their collection instead: whysim.indexer.verdicts). Measured for ImageNet Lite0 at 448 px with
 # GeM (p=3), unwhitened: the one cut with the smallest shortfall from the best balanced accuracy
 # on flowers and on rooms together (tests/benchmarks/study_defaults.py; README "Verdicts").
 # Trained models carry their own threshold, chosen on their validation split.
@@ -41,7 +41,7 @@ class ModelCard:
     pooling: str = DEFAULT_POOLING
     gem_p: float = DEFAULT_GEM_P
     head_dim: int | None = None
-    head: str = "linear"  # projection head kind (indexer.model.heads), used when head_dim is set
+    head: str = "linear"  # projection head kind (whysim.indexer.model.heads), used when head_dim is set
     dim: int = 0
     threshold: float = DEFAULT_THRESHOLD
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)

@@ -9,12 +9,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from indexer.model.backbones import get_backbone
-from indexer.model.branch import SiameseBranch
-from indexer.model.card import (DEFAULT_BACKBONE, DEFAULT_GEM_P, DEFAULT_INPUT_SIZE, DEFAULT_POOLING,
-                                DEFAULT_THRESHOLD, ModelCard)
-from indexer.model.heads import build_head
-from indexer.model.pooling import build_pooling
+from whysim.indexer.model.backbones import get_backbone
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.model.card import (
+    DEFAULT_BACKBONE,
+    DEFAULT_GEM_P,
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_POOLING,
+    DEFAULT_THRESHOLD,
+    ModelCard,
+)
+from whysim.indexer.model.heads import build_head
+from whysim.indexer.model.pooling import build_pooling
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"

@@ -12,7 +12,7 @@ photos, so each eigenvalue is shrunk towards the mean eigenvalue first:
 P keeps every dimension (it is square and invertible), so the L2-normalised branch vector x can
 be recovered from y exactly (`invert`): a refit needs no re-embedding. The transform is affine
 followed by L2 normalisation, so explanations differentiate through it and the similarity
-still decomposes into pairs of positions (search/explaining.py).
+still decomposes into pairs of positions (search/explain/gradcam.py).
 Choices of power and shrinkage: README "Default model" (tests/benchmarks/study_defaults.py).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexer.sampling import sample_rows
+from whysim.indexer.sampling import sample_rows
 
 # Measured on rooms, the instance-level set (README "Default model"): see study_defaults.py.
 DEFAULT_POWER = 0.5

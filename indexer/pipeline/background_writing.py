@@ -12,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from indexer.pipeline.writing import ChunkWriter
+from whysim.indexer.pipeline.writing import ChunkWriter
 
 MAX_CHUNKS_BEHIND = 8
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.datadir import DataDir
-from indexer.pipeline.reconcile import reconcile
-from indexer.pipeline.runner import INDEX_TYPE_SETTING
-from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
-from indexer.vector_stores.choice import open_location
-from indexer.vectors import INDEX_KINDS, choose_index_kind
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.pipeline.reconcile import reconcile
+from whysim.indexer.pipeline.runner import INDEX_TYPE_SETTING
+from whysim.indexer.pipeline.whitening_policy import remember_choice, settle_whitening
+from whysim.indexer.vector_stores.choice import open_location
+from whysim.indexer.vectors import INDEX_KINDS, choose_index_kind
 
 
 @dataclass

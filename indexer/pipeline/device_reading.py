@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.jpeg_probe import JpegHeader, probe_jpeg
-from indexer.pipeline.device_decoding import apply_orientation, decode_jpegs, resize_images
-from indexer.pipeline.reading import ReadBatch, ReadRequest, ReadResult, decode_file_bytes, unreadable_file
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.jpeg_probe import JpegHeader, probe_jpeg
+from whysim.indexer.pipeline.device_decoding import apply_orientation, decode_jpegs, resize_images
+from whysim.indexer.pipeline.reading import ReadBatch, ReadRequest, ReadResult, decode_file_bytes, unreadable_file
 
 # Pixels decoded per nvJPEG call and per resize canvas: bounds device memory whatever the
 # photo sizes (256 MP of RGB is 768 MB as uint8; the float canvas is 4x that).

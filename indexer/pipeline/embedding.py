@@ -9,7 +9,7 @@ import functools
 import numpy as np
 import torch
 
-from indexer.model.branch import SiameseBranch
+from whysim.indexer.model.branch import SiameseBranch
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.pipeline.planning import WorkItem
-from indexer.pipeline.reading import ReadResult
-from indexer.pipeline.writing import ChunkWriter
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.pipeline.planning import WorkItem
+from whysim.indexer.pipeline.reading import ReadResult
+from whysim.indexer.pipeline.writing import ChunkWriter
 
 
 def record_outcomes(results: Sequence[ReadResult], embed: Callable[[list[int]], np.ndarray],

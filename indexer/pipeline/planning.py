@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from indexer.catalog.repository import StoredFile
-from indexer.catalog.schema import ImageStatus
-from indexer.scanning import ScannedFile
+from whysim.indexer.catalog.repository import StoredFile
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.scanning import ScannedFile
 
 SETTLED = {ImageStatus.INDEXED.value, ImageStatus.DUPLICATE.value, ImageStatus.FAILED.value}
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from indexer.model.branch import SiameseBranch
-from indexer.pipeline.embedding import Embedder
-from indexer.pipeline.reading import ReadRequest, ReadResult, read_image_file
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.reading import ReadRequest, ReadResult, read_image_file
 
 # Files per read task: big enough to amortise a task, small enough to keep every core busy.
 READ_BATCH = 16

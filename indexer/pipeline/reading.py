@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
 
 
 @dataclass(frozen=True)

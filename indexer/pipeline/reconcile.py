@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.vector_stores.protocol import VectorStore
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.vector_stores.protocol import VectorStore
 
 
 @dataclass(frozen=True)

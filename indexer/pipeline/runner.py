@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +14,34 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.datadir import DataDir
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.model.branch import SiameseBranch
-from indexer.model.card import ModelCard
-from indexer.model.loading import load_for_card, store_checkpoint_copy
-from indexer.pipeline.background_writing import BackgroundChunkWriter
-from indexer.pipeline.embedding import Embedder, resolve_device
-from indexer.pipeline.outcomes import record_outcomes
-from indexer.pipeline.planning import WorkItem, plan_collection
-from indexer.pipeline.reading import (ImageFileDataset, ReadBatch, ReadRequest, ReadResult, collate_reads,
-                                      init_reader_worker)
-from indexer.pipeline.reconcile import reconcile
-from indexer.pipeline.threaded_reading import ThreadedBatchReader
-from indexer.pipeline.whitening_policy import remember_choice, settle_whitening
-from indexer.pipeline.writing import ChunkWriter
-from indexer.scanning import scan_collection
-from indexer.vector_stores.choice import open_location, switches_store
-from indexer.vector_stores.protocol import VectorLocation, VectorStore
-from indexer.vectors import INDEX_KINDS, choose_index_kind
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.model.card import ModelCard
+from whysim.indexer.model.loading import load_for_card, store_checkpoint_copy
+from whysim.indexer.pipeline.background_writing import BackgroundChunkWriter
+from whysim.indexer.pipeline.embedding import Embedder, resolve_device
+from whysim.indexer.pipeline.outcomes import record_outcomes
+from whysim.indexer.pipeline.planning import WorkItem, plan_collection
+from whysim.indexer.pipeline.reading import (
+    ImageFileDataset,
+    ReadBatch,
+    ReadRequest,
+    ReadResult,
+    collate_reads,
+    init_reader_worker,
+)
+from whysim.indexer.pipeline.reconcile import reconcile
+from whysim.indexer.pipeline.threaded_reading import ThreadedBatchReader
+from whysim.indexer.pipeline.whitening_policy import remember_choice, settle_whitening
+from whysim.indexer.pipeline.writing import ChunkWriter
+from whysim.indexer.scanning import scan_collection
+from whysim.indexer.vector_stores.choice import open_location, switches_store
+from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
+from whysim.indexer.vectors import INDEX_KINDS, choose_index_kind
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +308,7 @@ class IndexRun:
         if decoder == "pil":
             return self._loader(work, embedder.branch.input_size, batch_size, embedder.device.type)
         # Imported here: torchvision's decoders cost ~1.4 s of start-up that CPU runs never need.
-        from indexer.pipeline.device_reading import DeviceBatchReader
+        from whysim.indexer.pipeline.device_reading import DeviceBatchReader
 
         requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]
         return DeviceBatchReader(requests, embedder.branch.input_size, batch_size, embedder.device,
@@ -343,7 +349,7 @@ class IndexRun:
                 advance(len(batch.results))
 
     def _ray_pass(self, work: list[WorkItem], branch: SiameseBranch, writer: ChunkWriter, catalog: Catalog) -> None:
-        from indexer.pipeline.ray_engine import run_ray_pass  # imports Ray: only for --engine ray
+        from whysim.indexer.pipeline.ray_engine import run_ray_pass  # imports Ray: only for --engine ray
 
         by_id = {item.image_id: item for item in work}
         requests = [ReadRequest(item.image_id, self.root / item.path) for item in work]

@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.pipeline.reading import ReadBatch, ReadRequest, collate_reads, read_image_file
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.pipeline.reading import ReadBatch, ReadRequest, collate_reads, read_image_file
 
 DEFAULT_THREADS = 1
 PREFETCH_BATCHES = 2

@@ -18,11 +18,11 @@ import logging
 
 import numpy as np
 
-from indexer.catalog.repository import Catalog
-from indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
-from indexer.sampling import sample_rows
-from indexer.vectors import VectorStore
-from indexer.verdicts import Cohort
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
+from whysim.indexer.sampling import sample_rows
+from whysim.indexer.vectors import VectorStore
+from whysim.indexer.verdicts import Cohort
 
 logger = logging.getLogger(__name__)
 

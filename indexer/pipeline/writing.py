@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.pipeline.planning import WorkItem
-from indexer.pipeline.reading import ReadResult
-from indexer.vector_stores.protocol import VectorLocation, VectorStore
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.pipeline.planning import WorkItem
+from whysim.indexer.pipeline.reading import ReadResult
+from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
 
 
 @dataclass

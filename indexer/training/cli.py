@@ -7,25 +7,25 @@ from typing import Any
 
 import click
 
-from indexer.calibration import stored_rule
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.cli import USER_ERRORS, data_dir_options, datadir_from, echo_json, model_request_options
-from indexer.datadir import DataDir
-from indexer.evaluation.evaluate import evaluate
-from indexer.model.heads import HEADS
-from indexer.model.loading import ModelRequest, build_branch, load_checkpoint
-from indexer.pipeline.embedding import resolve_device
-from indexer.model.card import ModelCard
-from indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
-from indexer.pipeline.whitening_policy import WHITENING_CHOICES
-from indexer.training.collection import scan_labelled
-from indexer.training.objectives import LOSSES
-from indexer.training.run import TrainOptions, TrainRun
-from indexer.training.splits import SPLITS, Split
-from indexer.training.trainer import LoopSettings
-from indexer.training.views import VIEWS, parse_views
-from indexer.verdicts import VerdictRule
+from whysim.indexer.calibration import stored_rule
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.cli_support import USER_ERRORS, data_dir_options, echo_json, model_request_options
+from whysim.indexer.datadir import DataDir, resolve_data_dir
+from whysim.indexer.evaluation.evaluate import evaluate
+from whysim.indexer.model.card import ModelCard
+from whysim.indexer.model.heads import HEADS
+from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint
+from whysim.indexer.pipeline.embedding import resolve_device
+from whysim.indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
+from whysim.indexer.pipeline.whitening_policy import WHITENING_CHOICES
+from whysim.indexer.training.collection import scan_labelled
+from whysim.indexer.training.objectives import LOSSES
+from whysim.indexer.training.run import TrainOptions, TrainRun
+from whysim.indexer.training.splits import SPLITS, Split
+from whysim.indexer.training.trainer import LoopSettings
+from whysim.indexer.training.views import VIEWS, parse_views
+from whysim.indexer.verdicts import VerdictRule
 
 COLLECTION = click.argument("collection", metavar="DATA_DIR",
                             type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -98,7 +98,7 @@ def train_command(collection: Path, data_dir: Path, catalog_url: str | None, out
         loop = LoopSettings(epochs=epochs, patience=patience, lr=lr, backbone_lr_scale=backbone_lr_scale,
                             weight_decay=weight_decay, warmup_epochs=warmup_epochs, seed=seed, progress=show)
         settings = TrainOptions(output=output, views=parse_views(views), loop=loop, **options)
-        report = TrainRun(collection, datadir_from(data_dir, catalog_url), request, settings).run()
+        report = TrainRun(collection, resolve_data_dir(data_dir, catalog_url), request, settings).run()
     except (*USER_ERRORS, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
@@ -116,7 +116,7 @@ def train_command(collection: Path, data_dir: Path, catalog_url: str | None, out
 
 def rule_in_force(datadir: DataDir, card: ModelCard) -> VerdictRule:
     """The verdict rule search would use with this model in this data directory."""
-    if datadir.catalog_url_override is None and not (datadir.root / "catalog.sqlite3").exists():
+    if not datadir.has_catalog():
         return VerdictRule()
     engine = open_catalog_engine(datadir.catalog_url)
     try:
@@ -167,7 +167,7 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                            f"{collection}", err=True)
         torch_device = resolve_device(device)
         batch_size = batch_size or (CUDA_BATCH_SIZE if torch_device.type == "cuda" else CPU_BATCH_SIZE)
-        rule = rule_in_force(datadir_from(data_dir, catalog_url), branch.card)
+        rule = rule_in_force(resolve_data_dir(data_dir, catalog_url), branch.card)
         result = evaluate(branch, labelled, torch_device, batch_size, workers, show, rule, whitening == "auto")
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc

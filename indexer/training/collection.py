@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indexer.scanning import scan_collection
+from whysim.indexer.scanning import scan_collection
 
 HASH_BLOCK = 1 << 20
 

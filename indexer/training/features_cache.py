@@ -26,10 +26,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from indexer.imaging import ImageRejected
-from indexer.model.loading import state_digest
-from indexer.pipeline.reading import init_reader_worker
-from indexer.training.views import load_picture, render_views
+from whysim.indexer.imaging import ImageRejected
+from whysim.indexer.model.loading import state_digest
+from whysim.indexer.pipeline.reading import init_reader_worker
+from whysim.indexer.training.views import load_picture, render_views
 
 CACHE_VERSION = 1
 MAPS_FILE = "maps.f16"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from indexer.training.losses import ContrastiveLoss, SupConLoss
-from indexer.training.pairs import balanced_pairs, class_balanced_batches, epoch_rng
+from whysim.indexer.training.losses import ContrastiveLoss, SupConLoss
+from whysim.indexer.training.pairs import balanced_pairs, class_balanced_batches, epoch_rng
 
 LOSSES = ("contrastive", "supcon")
 

@@ -12,20 +12,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from indexer.datadir import DataDir
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.evaluation.verification import verification_metrics
-from indexer.model.loading import CARD_FILE, ModelRequest, build_branch, save_checkpoint
-from indexer.pipeline.embedding import autocast_for, resolve_device
-from indexer.pipeline.runner import default_workers
-from indexer.training.collection import LabelledCollection, scan_labelled
-from indexer.training.features_cache import FeatureCache, cache_key, fill_cache
-from indexer.training.objectives import PairObjective, SupConObjective
-from indexer.training.sources import CachedFeatures, ImageFiles, InputSource, unreadable_files
-from indexer.training.splits import SPLIT_FILE, Split, split_collection
-from indexer.training.trainable import TrainableBranch
-from indexer.training.trainer import LoopResult, LoopSettings, Trainer
-from indexer.training.views import DEFAULT_VIEWS
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.evaluation.verification import verification_metrics
+from whysim.indexer.model.loading import CARD_FILE, ModelRequest, build_branch, save_checkpoint
+from whysim.indexer.pipeline.embedding import autocast_for, resolve_device
+from whysim.indexer.pipeline.runner import default_workers
+from whysim.indexer.training.collection import LabelledCollection, scan_labelled
+from whysim.indexer.training.features_cache import FeatureCache, cache_key, fill_cache
+from whysim.indexer.training.objectives import PairObjective, SupConObjective
+from whysim.indexer.training.sources import CachedFeatures, ImageFiles, InputSource, unreadable_files
+from whysim.indexer.training.splits import SPLIT_FILE, Split, split_collection
+from whysim.indexer.training.trainable import TrainableBranch
+from whysim.indexer.training.trainer import LoopResult, LoopSettings, Trainer
+from whysim.indexer.training.views import DEFAULT_VIEWS
 
 HISTORY_FILE = "history.json"
 

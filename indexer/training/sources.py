@@ -14,10 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from indexer.imaging import ImageRejected
-from indexer.pipeline.reading import init_reader_worker, model_pixels
-from indexer.training.trainable import TrainableBranch
-from indexer.training.views import augmented_pixels, image_augmentation, load_picture
+from whysim.indexer.imaging import ImageRejected
+from whysim.indexer.pipeline.reading import init_reader_worker, model_pixels
+from whysim.indexer.training.trainable import TrainableBranch
+from whysim.indexer.training.views import augmented_pixels, image_augmentation, load_picture
 
 EVAL_BATCH = 256
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.training.collection import LabelledCollection, LabelledImage
+from whysim.indexer.training.collection import LabelledCollection, LabelledImage
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FILE = "split.json"

@@ -12,9 +12,9 @@ import copy
 import torch
 from torch import nn
 
-from indexer.model.branch import SiameseBranch
-from indexer.model.fusion import fold_batchnorm
-from indexer.pipeline.embedding import retain_freed_memory
+from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.model.fusion import fold_batchnorm
+from whysim.indexer.pipeline.embedding import retain_freed_memory
 
 
 class TrainableBranch:

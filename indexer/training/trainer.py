@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.evaluation.verification import verification_metrics
-from indexer.pipeline.embedding import autocast_dtype, autocast_for
-from indexer.training.early_stopping import EarlyStopping
-from indexer.training.objectives import Batch
-from indexer.training.pairs import epoch_rng
-from indexer.training.sources import InputSource, sequential_batches
-from indexer.training.trainable import TrainableBranch
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.evaluation.verification import verification_metrics
+from whysim.indexer.pipeline.embedding import autocast_dtype, autocast_for
+from whysim.indexer.training.early_stopping import EarlyStopping
+from whysim.indexer.training.objectives import Batch
+from whysim.indexer.training.pairs import epoch_rng
+from whysim.indexer.training.sources import InputSource, sequential_batches
+from whysim.indexer.training.trainable import TrainableBranch
 
 MONITORED = "pair_roc_auc"
 

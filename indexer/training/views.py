@@ -1,6 +1,6 @@
 """Image views for training: fixed views (cached once per image) and random augmentation.
 
-The "orig" view is exactly what the indexer feeds the model (indexer.pipeline.reading),
+The "orig" view is exactly what the indexer feeds the model (whysim.indexer.pipeline.reading),
 so features cached for it equal the ones computed at index time.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, resize_square
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from indexer.catalog.repository import Catalog
-from indexer.datadir import DataDir
-from indexer.vector_stores.faiss_location import FaissLocation
-from indexer.vector_stores.protocol import VectorLocation
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.vector_stores.faiss_location import FaissLocation
+from whysim.indexer.vector_stores.protocol import VectorLocation
 
 VECTOR_STORE_SETTING = "vector_store"
 VECTOR_STORE_ENV = "WHYSIM_VECTOR_STORE"
@@ -83,6 +83,6 @@ def open_location(datadir: DataDir, catalog: Catalog, requested: str | None = No
     spec = chosen_vector_store(catalog, requested)
     if spec.engine == FAISS:
         return FaissLocation(datadir.vectors_path)
-    from indexer.vector_stores.milvus import MilvusLocation
+    from whysim.indexer.vector_stores.milvus import MilvusLocation
 
     return MilvusLocation(spec.uri, spec.collection, catalog, spec.lite_path)

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.vectors import INDEX_KINDS, VectorStore, remove_stale_temp_files
+from whysim.indexer.vectors import INDEX_KINDS, VectorStore, remove_stale_temp_files
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.catalog.repository import Catalog
-from indexer.vectors import as_ids, as_matrix, checked_entries
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.vectors import as_ids, as_matrix, checked_entries
 
 VECTOR_FIELD = "vector"
 ID_FIELD = "id"
@@ -113,7 +113,7 @@ class MilvusStore:
     """A VectorStore over one collection; every call goes to Milvus (nothing cached here)."""
 
     # Milvus holds the branch's own vectors: a collection whitening must be written atomically
-    # with the vectors it made, which only the FAISS file does (indexer.pipeline.whitening_policy).
+    # with the vectors it made, which only the FAISS file does (whysim.indexer.pipeline.whitening_policy).
     whitening = None
 
     def __init__(self, client: Any, collection: str, dim: int, kind: str) -> None:

@@ -5,7 +5,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indexer.model.whitening import Whitening
+from whysim.indexer.model.whitening import Whitening
 
 
 class VectorStore(Protocol):

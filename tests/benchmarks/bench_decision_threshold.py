@@ -26,12 +26,13 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from conftest import make_picture  # noqa: E402
-from indexer.model.card import DEFAULT_THRESHOLD  # noqa: E402
-from indexer.model.loading import ModelRequest, build_branch  # noqa: E402
-from indexer.pipeline.embedding import Embedder  # noqa: E402
-from indexer.pipeline.reading import model_pixels  # noqa: E402
-from search.image_files import read_image_file  # noqa: E402
-from search.pair_sampling import labelled_files  # noqa: E402
+
+from whysim.indexer.model.card import DEFAULT_THRESHOLD  # noqa: E402
+from whysim.indexer.model.loading import ModelRequest, build_branch  # noqa: E402
+from whysim.indexer.pipeline.embedding import Embedder  # noqa: E402
+from whysim.indexer.pipeline.reading import model_pixels  # noqa: E402
+from whysim.search.evaluation.image_files import read_image_file  # noqa: E402
+from whysim.search.evaluation.pair_sampling import labelled_files  # noqa: E402
 
 GRID = np.linspace(-1.0, 1.0, 2001)
 

@@ -32,11 +32,11 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from indexer.model.loading import ModelRequest, build_branch  # noqa: E402
-from indexer.pipeline.embedding import Embedder  # noqa: E402
-from search.explaining import CONTRIBUTION, MAP_LAYERS, PairExplainer, upsample_map  # noqa: E402
-from search.image_files import read_image_file  # noqa: E402
-from search.pair_sampling import labelled_files  # noqa: E402
+from whysim.indexer.model.loading import ModelRequest, build_branch  # noqa: E402
+from whysim.indexer.pipeline.embedding import Embedder  # noqa: E402
+from whysim.search.evaluation.image_files import read_image_file  # noqa: E402
+from whysim.search.evaluation.pair_sampling import labelled_files  # noqa: E402
+from whysim.search.explain.gradcam import CONTRIBUTION, MAP_LAYERS, PairExplainer, upsample_map  # noqa: E402
 
 
 def median_seconds(works: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:

@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from indexer.datadir import DataDir
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.pipeline.device_reading import DeviceBatchReader, default_read_threads
-from indexer.pipeline.embedding import Embedder, resolve_device
-from indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
-from indexer.pipeline.runner import IndexOptions, IndexRun
-from indexer.scanning import scan_collection
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.pipeline.device_reading import DeviceBatchReader, default_read_threads
+from whysim.indexer.pipeline.embedding import Embedder, resolve_device
+from whysim.indexer.pipeline.reading import ImageFileDataset, ReadBatch, ReadRequest, collate_reads, init_reader_worker
+from whysim.indexer.pipeline.runner import IndexOptions, IndexRun
+from whysim.indexer.scanning import scan_collection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "flowers"

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_index_threshold import single_query_ms  # noqa: E402
 from synthetic_vectors import ClusteredVectors  # noqa: E402
 
-from indexer.vectors import IvfPqParams, VectorStore, choose_index_kind, ivfpq_training_size  # noqa: E402
+from whysim.indexer.vectors import IvfPqParams, VectorStore, choose_index_kind, ivfpq_training_size  # noqa: E402
 
 K = 10
 # Matches the flowers embeddings' neighbourhood structure (synthetic_vectors.py, README).

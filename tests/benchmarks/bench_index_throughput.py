@@ -19,7 +19,6 @@ also given without it: on a few hundred photos those seconds are a visible part 
 """
 from __future__ import annotations
 
-import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import itertools
 import json
@@ -31,15 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from bench_support import default_dataset, require_dataset, run_whysim
-from indexer.imaging import DEFAULT_MAX_PIXELS
-from indexer.model.card import DEFAULT_INPUT_SIZE
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.pipeline.embedding import Embedder
-from indexer.pipeline.reading import ReadRequest, read_image_file
-from indexer.pipeline.runner import CPU_BATCH_SIZE
-from indexer.scanning import scan_collection
+
+import whysim.indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
+from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.model.card import DEFAULT_INPUT_SIZE
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
+from whysim.indexer.pipeline.runner import CPU_BATCH_SIZE
+from whysim.indexer.scanning import scan_collection
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def build_index(work: Path, photos: list[Path], input_size: int) -> Path:
         target = work / "photos" / photo.parent.name / f"{index:05d}{photo.suffix.lower()}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(photo, target)
-    subprocess.run([sys.executable, "-c", "from webui.cli import main; main()", "index", str(work / "photos"),
+    subprocess.run([sys.executable, "-c", "from whysim.webui.cli import main; main()", "index", str(work / "photos"),
                     "--data-dir", str(data_dir), "--input-size", str(input_size), "--no-progress"], check=True)
     marker.write_text(json.dumps(wanted))
     return data_dir

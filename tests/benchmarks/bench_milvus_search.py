@@ -23,10 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from indexer.vector_stores import milvus  # noqa: E402
-from indexer.vector_stores.milvus import LITE_SERVERS, MilvusStore, connect  # noqa: E402
-from indexer.vectors import HNSW_EF_CONSTRUCTION, HNSW_M, VectorStore  # noqa: E402
 from synthetic_vectors import ClusteredVectors  # noqa: E402
+
+from whysim.indexer.vector_stores import milvus  # noqa: E402
+from whysim.indexer.vector_stores.milvus import LITE_SERVERS, MilvusStore, connect  # noqa: E402
+from whysim.indexer.vectors import HNSW_EF_CONSTRUCTION, HNSW_M, VectorStore  # noqa: E402
 
 K = 10
 EF_SWEEP = (16, 32, 64, 128, 192, 256)

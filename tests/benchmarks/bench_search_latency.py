@@ -40,15 +40,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
-from indexer.catalog.schema import ImageStatus
-from indexer.datadir import DataDir
-from indexer.imaging import IMAGE_EXTENSIONS
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.vectors import VectorStore, choose_index_kind
-from search.model_host import ModelHost
-from search.pictures import read_picture
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.imaging import IMAGE_EXTENSIONS
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.vectors import VectorStore, choose_index_kind
+from whysim.search.serving.model_host import ModelHost
+from whysim.search.serving.pictures import read_picture
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "flowers"
@@ -173,7 +173,7 @@ def free_port() -> int:
 
 
 def start_server(datadir: DataDir, port: int, torch_threads: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "serve",
+    server = subprocess.Popen([sys.executable, "-c", "from whysim.webui.cli import main; main()", "serve",
                                "--data-dir", str(datadir.root), "--port", str(port)],
                               env={**os.environ, "OMP_NUM_THREADS": str(torch_threads)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -30,7 +30,7 @@ def require_dataset(path: Path) -> Path:
 
 def run_whysim(*args: object) -> tuple[float, dict[str, Any]]:
     """Runs `whysim ARGS --json` in a fresh interpreter; returns (wall seconds, its JSON report)."""
-    command = [sys.executable, "-c", "from webui.cli import main; main()", *map(str, args), "--json"]
+    command = [sys.executable, "-c", "from whysim.webui.cli import main; main()", *map(str, args), "--json"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
@@ -48,7 +48,7 @@ def pooled_vectors(branch: Any, paths: list[Path], size: int, batch_size: int, w
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
-    from indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
+    from whysim.indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 
     requests = [ReadRequest(i, path) for i, path in enumerate(paths)]
     loader = DataLoader(ImageFileDataset(requests, size), batch_size=batch_size, num_workers=workers,

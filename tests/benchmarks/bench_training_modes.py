@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.model.loading import DEFAULT_INPUT_SIZE, ModelRequest, build_branch
-from indexer.training.collection import LabelledCollection, scan_labelled
-from indexer.training.features_cache import FeatureCache, fill_cache
-from indexer.training.objectives import SupConObjective
-from indexer.training.run import TrainOptions
-from indexer.training.sources import CachedFeatures, ImageFiles, InputSource
-from indexer.training.trainable import TrainableBranch
-from indexer.training.trainer import LoopSettings, Trainer, build_optimizer
-from indexer.training.views import DEFAULT_VIEWS
+from whysim.indexer.model.loading import DEFAULT_INPUT_SIZE, ModelRequest, build_branch
+from whysim.indexer.training.collection import LabelledCollection, scan_labelled
+from whysim.indexer.training.features_cache import FeatureCache, fill_cache
+from whysim.indexer.training.objectives import SupConObjective
+from whysim.indexer.training.run import TrainOptions
+from whysim.indexer.training.sources import CachedFeatures, ImageFiles, InputSource
+from whysim.indexer.training.trainable import TrainableBranch
+from whysim.indexer.training.trainer import LoopSettings, Trainer, build_optimizer
+from whysim.indexer.training.views import DEFAULT_VIEWS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

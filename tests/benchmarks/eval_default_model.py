@@ -10,7 +10,6 @@ mAP@10 and the embedding rate, then a JSON line with everything.
 """
 from __future__ import annotations
 
-import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import json
 import time
@@ -18,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_support import default_dataset, pooled_vectors, require_dataset
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.model.backbones import IMAGENET_MEAN_255, IMAGENET_STD_255
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.model.pooling import AveragePool, GeMPool, MaxPool
-from indexer.scanning import scan_collection
+
+import whysim.indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.model.backbones import IMAGENET_MEAN_255, IMAGENET_STD_255
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.model.pooling import AveragePool, GeMPool, MaxPool
+from whysim.indexer.scanning import scan_collection
 
 POOLINGS: dict[str, torch.nn.Module] = {
     "avg": AveragePool(), "gem2": GeMPool(2.0), "gem3": GeMPool(3.0), "gem4": GeMPool(4.0), "max": MaxPool(),

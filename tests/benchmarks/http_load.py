@@ -54,7 +54,7 @@ def whysim_server(data_dir: Path, *options: str, startup_s: float = 180) -> Iter
     The server's output goes to a file (a pipe nobody reads would fill up and stall it)."""
     port = free_port()
     with tempfile.NamedTemporaryFile("wb", prefix="whysim-serve-", suffix=".log", delete=False) as log:
-        process = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "serve",
+        process = subprocess.Popen([sys.executable, "-c", "from whysim.webui.cli import main; main()", "serve",
                                     "--data-dir", str(data_dir), "--port", str(port), *options],
                                    stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(process, port, Path(log.name))

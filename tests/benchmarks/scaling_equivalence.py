@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (postgres_server) when run as a script
 
-from webui.cli import cli  # noqa: E402
+from whysim.webui.cli import cli  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import ray
-
-    from indexer.pipeline.ray_engine import QUIET_RAY_ENV
     from postgres_server import running_server
+
+    from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
 
     with tempfile.TemporaryDirectory(prefix="whysim-equivalence-") as scratch, running_server() as server:
         work = Path(scratch)

@@ -13,7 +13,6 @@ pre-decoded batches, all candidates in the same run.
 """
 from __future__ import annotations
 
-import indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 import argparse
 import json
 import time
@@ -22,17 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_support import pooled_vectors, require_dataset
-from indexer.evaluation.evaluate import verdict_metrics
-from indexer.evaluation.retrieval_metrics import retrieval_metrics
-from indexer.evaluation.verification import pair_scores, verification_pairs
-from indexer.model.loading import ModelRequest, build_branch
-from indexer.model.whitening import DEFAULT_POWER, DEFAULT_SHRINKAGE, fit_whitening
-from indexer.model.pooling import AveragePool, GeMPool
-from indexer.pipeline.embedding import retain_freed_memory
-from indexer.training.collection import LabelledCollection, scan_labelled
-from indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy
+
+import whysim.indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
+from whysim.indexer.evaluation.evaluate import verdict_metrics
+from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.evaluation.verification import pair_scores, verification_pairs
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.model.pooling import AveragePool, GeMPool
+from whysim.indexer.model.whitening import DEFAULT_POWER, DEFAULT_SHRINKAGE, fit_whitening
+from whysim.indexer.pipeline.embedding import retain_freed_memory
+from whysim.indexer.training.collection import LabelledCollection, scan_labelled
+from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy
 
 POOLINGS: dict[str, torch.nn.Module] = {"avg": AveragePool(), "gem3": GeMPool(3.0)}
 DEFAULT_CANDIDATES = ("lite0@224", "lite0@320", "lite0@448", "lite1@320", "lite1@448", "lite2@448")

@@ -5,11 +5,11 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import encode, make_picture
 from PIL import Image
 
-from conftest import encode, make_picture
-from indexer.datadir import DataDir
-from webui.cli import cli
+from whysim.indexer.datadir import DataDir
+from whysim.webui.cli import cli
 
 SMALL_MODEL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 PICTURE_SIZE = (96, 72)

@@ -7,17 +7,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import CATALOG_BACKENDS
 from flask import Flask
 from flask.testing import FlaskClient
-
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog, ImageInfo
-from indexer.datadir import DataDir
-from conftest import CATALOG_BACKENDS
 from postgres_server import PostgresServer
-from search.engine import SearchEngine
+
 from search_layer.collection import build_collection, run_index
-from webui.app import create_app
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog, ImageInfo
+from whysim.indexer.datadir import DataDir
+from whysim.search.serving.engine import SearchEngine
+from whysim.webui.app import create_app
 
 
 @pytest.fixture(scope="session")

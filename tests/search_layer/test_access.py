@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
+
 from search_layer.collection import PICTURE_SIZE, run_index
+from whysim.indexer.datadir import DataDir
 
 TOKEN = "correct-horse-battery-staple-42"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import encode, make_picture
 from PIL import Image
 from sqlalchemy import create_engine, pool, text
 
-from conftest import encode, make_picture
-from indexer.datadir import DataDir
+from whysim.indexer.datadir import DataDir
 
 
 def upload(client, data: bytes, name: str = "q.jpg"):

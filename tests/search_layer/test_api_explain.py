@@ -5,9 +5,8 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import encode, make_picture
+from PIL import Image
 
 
 def upload(client, data: bytes, k: int = 3):

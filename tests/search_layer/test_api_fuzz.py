@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from webui.app import create_app
+from whysim.webui.app import create_app
 
 EXAMPLES = int(os.environ.get("WHYSIM_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

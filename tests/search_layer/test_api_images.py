@@ -5,11 +5,11 @@ import io
 from pathlib import Path
 
 import pytest
+from conftest import encode, make_picture
 from PIL import Image
 
-from conftest import encode, make_picture
-from indexer.catalog.database import open_catalog_engine
-from indexer.catalog.repository import Catalog
+from whysim.indexer.catalog.database import open_catalog_engine
+from whysim.indexer.catalog.repository import Catalog
 
 
 def test_image_details(client, images) -> None:

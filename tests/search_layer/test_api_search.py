@@ -5,9 +5,8 @@ import hashlib
 import io
 
 import pytest
-from PIL import Image
-
 from conftest import encode, make_picture
+from PIL import Image
 
 
 def upload(client, data: bytes, **fields: object):

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import encode
+from PIL import Image
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import encode, make_picture
 from PIL import Image
 
-from conftest import encode, make_picture
-from indexer.catalog.schema import ImageStatus
-from indexer.datadir import DataDir
-from indexer.vectors import VectorStore
-from search.engine import IndexNotReady, NotSearchable, SearchEngine, UnknownImage
 from search_layer.collection import PICTURE_SIZE, run_index
+from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.vectors import VectorStore
+from whysim.search.serving.engine import IndexNotReady, NotSearchable, SearchEngine, UnknownImage
 
 INDEXED = 11
 

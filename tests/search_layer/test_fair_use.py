@@ -6,10 +6,10 @@ import io
 import threading
 
 import pytest
-
 from conftest import encode, make_picture
-from search.api import services
+
 from search_layer.collection import PICTURE_SIZE
+from whysim.search.api.routes import services
 
 TOKEN = "correct-horse-battery-staple-42"
 

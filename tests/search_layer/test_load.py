@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from benchmarks.http_load import whysim_server
 from benchmarks.locust_run import run_locust, write_workload
+
 from search_layer.collection import catalog_option
 
 pytestmark = pytest.mark.slow

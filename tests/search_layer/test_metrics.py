@@ -8,10 +8,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+from benchmarks.http_load import free_port, whysim_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.http_load import free_port, whysim_server
-from search.access_log import LOGGER_NAME, logfmt, parse_logfmt
+from whysim.search.api.access_log import LOGGER_NAME, logfmt, parse_logfmt
 
 TOKEN = "correct-horse-battery-staple-42"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
-from search.engine import SearchEngine
+
 from search_layer.collection import PICTURE_SIZE, SMALL_MODEL
-from webui.cli import cli
+from whysim.indexer.datadir import DataDir
+from whysim.search.serving.engine import SearchEngine
+from whysim.webui.cli import cli
 
 
 def index(root: Path, datadir: DataDir, *extra: str) -> None:

@@ -6,10 +6,9 @@ import io
 import re
 
 import pytest
+from conftest import encode, make_picture
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
-
-from conftest import encode, make_picture
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from search_layer.collection import location
-from webui.cli import cli
+from whysim.webui.cli import cli
 
 
 def search(*args: str) -> Result:

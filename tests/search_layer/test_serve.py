@@ -6,10 +6,10 @@ import http.client
 import json
 
 import numpy as np
-from PIL import Image
-
 from benchmarks.http_load import multipart_image, whysim_server
 from conftest import encode
+from PIL import Image
+
 from search_layer.collection import catalog_option
 
 

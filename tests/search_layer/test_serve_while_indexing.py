@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from benchmarks.http_load import LoadClient, Workload, multipart_image, whysim_server
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
+
 from search_layer.collection import PICTURE_SIZE, SMALL_MODEL, run_index
+from whysim.indexer.datadir import DataDir
 
 pytestmark = pytest.mark.slow
 ADDED = 24
@@ -32,7 +32,7 @@ def catalog_paths(datadir: DataDir) -> dict[int, str]:
 
 def index_process(root: Path, datadir: DataDir, *extra: str) -> None:
     """The real CLI in its own process, committing every two images."""
-    done = subprocess.run([sys.executable, "-c", "from webui.cli import main; main()", "index", str(root),
+    done = subprocess.run([sys.executable, "-c", "from whysim.webui.cli import main; main()", "index", str(root),
                            "--data-dir", str(datadir.root), *SMALL_MODEL, "--chunk-size", "2", "--batch-size", "2",
                            *extra], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

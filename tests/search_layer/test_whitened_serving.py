@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import encode, make_picture
-from indexer.datadir import DataDir
-from indexer.model.whitening import MIN_VECTORS
-from indexer.vectors import VectorStore
+
 from search_layer.collection import run_index
-from webui.cli import cli
+from whysim.indexer.datadir import DataDir
+from whysim.indexer.model.whitening import MIN_VECTORS
+from whysim.indexer.vectors import VectorStore
+from whysim.webui.cli import cli
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
-
 from conftest import REPO_ROOT, encode, make_picture
-from indexer.datadir import DataDir
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from search_layer.collection import run_index
+
+from whysim.indexer.datadir import DataDir
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and none of Chromium's background connections (this network is closed).
@@ -107,7 +107,7 @@ def wait_until_serving(process: subprocess.Popen, log: Path) -> str:
 def serving(datadir: DataDir, log: Path, *options: str) -> Iterator[LiveServer]:
     """`whysim serve --port 0 OPTIONS` on loopback; its output goes to `log` (a pipe nobody read would fill up)."""
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "-c", "from webui.cli import main; main()", "serve",
+        process = subprocess.Popen([sys.executable, "-c", "from whysim.webui.cli import main; main()", "serve",
                                     "--data-dir", str(datadir.root), "--host", "127.0.0.1", "--port", "0", *options],
                                    stdout=output, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO_ROOT
 from playwright.sync_api import Page, expect
 
-from conftest import REPO_ROOT
-from indexer.datadir import DataDir
 from web_ui.conftest import LiveServer, serving
-from webui.cli import cli
+from whysim.indexer.datadir import DataDir
+from whysim.webui.cli import cli
 
 SAMPLES = REPO_ROOT / "samples" / "flowers"
 MATCHES_DRAWN = """() => {

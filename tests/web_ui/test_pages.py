@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from indexer.datadir import DataDir
-from webui.app import create_app
-from webui.cli import cli
+from whysim.indexer.datadir import DataDir
+from whysim.webui.app import create_app
+from whysim.webui.cli import cli
 
 
 def client_for(datadir: DataDir, **config: object) -> FlaskClient:

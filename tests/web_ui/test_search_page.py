@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from indexer.datadir import DataDir
-from search.overlays import EMPTY_MAP_PEAK
 from web_ui.conftest import COLLECTION_SIZE, DESKTOP, PHONE, LiveServer, open_page, photo_jpeg, serving
+from whysim.indexer.datadir import DataDir
+from whysim.search.explain.overlays import EMPTY_MAP_PEAK
 
 OVERLAY_ALTS = ["hit, counterfactual overlay", "hit, factual overlay",
                 "query, counterfactual overlay", "query, factual overlay"]

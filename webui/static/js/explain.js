@@ -8,7 +8,7 @@ import { explainError } from "./message.js";
 
 const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
 // An empty map is a finding, not a failure: nothing on that side pulls that way. "Empty" as
-// in the CLI's panel (search/overlays.py EMPTY_MAP_PEAK): a peak below 1e-3 of the scale.
+// in the CLI's panel (search/explain/overlays.py EMPTY_MAP_PEAK): a peak below 1e-3 of the scale.
 const EMPTY_MAP_PEAK = 1e-3;
 const EMPTY_NOTE = {
   factual: "Empty map: no region here supports the verdict.",

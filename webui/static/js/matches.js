@@ -5,7 +5,7 @@
 // `correspondence`, at the feature grid's resolution).
 import { byId, el, loaded } from "./dom.js";
 
-// As the CLI's panel (search/overlays.py MATCH_COLOURS): Okabe-Ito, colour-blind friendly.
+// As the CLI's panel (search/explain/overlays.py MATCH_COLOURS): Okabe-Ito, colour-blind friendly.
 const COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#FFFFFF"];
 const SVG = "http://www.w3.org/2000/svg";
 const OTHER = { query: "hit", hit: "query" };

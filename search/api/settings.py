@@ -1,0 +1,47 @@
+"""Limits and cache sizes of the search API, read from the Flask app's config (WHYSIM_* keys)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Covers 50 MP phone cameras; a decoded 64 MP upload takes ~190 MB, which bounds what one
+# request can cost the server (indexing allows more: see whysim.indexer.imaging.DEFAULT_MAX_PIXELS).
+DEFAULT_UPLOAD_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    default_k: int = 10
+    max_k: int = 100
+    max_offset: int = 10_000
+    max_list_limit: int = 500
+    upload_max_pixels: int = DEFAULT_UPLOAD_MAX_PIXELS
+    upload_cache_size: int = 64
+    explanation_cache_size: int = 256
+    picture_cache_size: int = 64
+    display_side: int = 512  # longest side of the images under overlays
+    thumbnail_side: int = 256
+    index_check_interval_s: float = 0.0  # how often to stat the index file for changes
+    device: str = "cpu"
+    model_queue_size: int = 8  # model calls waiting or running; more are refused with 503
+    rate_limits: bool = True  # per-client limits on uploads, explanations and overlays
+    upload_rate_limit: str = "20/minute"
+    explain_rate_limit: str = "30/minute"
+    overlay_rate_limit: str = "240/minute"
+
+    @staticmethod
+    def config_key(name: str) -> str:
+        return f"WHYSIM_{name.upper()}"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ApiSettings:
+        values = {f.name: type(getattr(cls, f.name))(config[cls.config_key(f.name)])
+                  for f in fields(cls) if cls.config_key(f.name) in config}
+        if "default_k" not in values:
+            values["default_k"] = min(cls.default_k, values.get("max_k", cls.max_k))
+        settings = cls(**values)
+        if not 1 <= settings.default_k <= settings.max_k:
+            raise ValueError(f"WHYSIM_DEFAULT_K must be within 1..WHYSIM_MAX_K ({settings.max_k})")
+        return settings

@@ -1,0 +1,2 @@
+"""Query-time state without Flask: the served index snapshot, the model host, uploads, caches,
+pictures and thumbnails, explanations on demand, re-indexing, and the `whysim search` command."""
