@@ -282,18 +282,6 @@ class VectorStore:
             raise ValueError(f"{path} is not a whysim vector index")
         return cls(index, _kind_of(index), read_only=mmap, whitening=whitening, container=container)
 
-    def tune(self, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
-        """Search-time accuracy/speed knobs (saved with the index): ivfpq lists probed and
-        candidates re-ranked per result, HNSW search breadth. Others are ignored."""
-        inner = faiss.downcast_index(self.index.index)
-        if self.kind == "ivfpq":
-            if nprobe is not None:
-                faiss.downcast_index(inner.base_index).nprobe = int(nprobe)
-            if k_factor is not None:
-                inner.k_factor = float(k_factor)
-        elif self.kind == "hnsw" and ef_search is not None:
-            inner.hnsw.efSearch = int(ef_search)
-
     @property
     def dim(self) -> int:
         return int(self.index.d)

@@ -29,17 +29,6 @@ def logfmt(**fields: object) -> str:
     return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields.items())
 
 
-def parse_logfmt(line: str) -> dict[str, str]:
-    """The reverse of logfmt() (for tests and tools reading the log)."""
-    found = {}
-    for match in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
-        key, value = match.groups()
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value[1:-1])
-        found[key] = value
-    return found
-
-
 def install_request_log(app: Flask) -> None:
     """Install first, so that its before_request hook runs first and its after_request hook last
     (Flask runs those in reverse order): the duration then covers every other hook."""

@@ -65,7 +65,6 @@ def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> Api
     )
     app.extensions[EXTENSION_KEY] = services
     watch_service(app, engine, services.explanations, uploads)
-    engine.models.set_queue_size(settings.model_queue_size)
     app.register_blueprint(api)
     install_rate_limits(app, RateLimits.of(settings), {"upload": "api.search", "explain": "api.explain",
                                                        "overlay": "api.explain_overlay"})
@@ -418,7 +417,6 @@ def health() -> Response:
         snapshot = engine.snapshot()
     except IndexNotReady as exc:
         return json_response(models.Health(status="unavailable", error=str(exc)), 503, exclude_none=True)
-    assert snapshot.store is not None and snapshot.card is not None
     return json_response(models.Health(status="ok", vectors=len(snapshot.store), model=snapshot.card.short_name(),
                                        model_loaded=engine.models.loaded), exclude_none=True)
 

@@ -1,9 +1,17 @@
-"""Limits and cache sizes of the search API, read from the Flask app's config (WHYSIM_* keys)."""
+"""Limits and cache sizes of the search API, read from the Flask app's config (WHYSIM_* keys).
+
+Defaults that belong to a serving component are that component's own constants, named here."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from whysim.search.serving.explanations import DEFAULT_EXPLANATION_CACHE_SIZE, DEFAULT_PICTURE_CACHE_SIZE
+from whysim.search.serving.model_host import DEFAULT_QUEUE_SIZE
+from whysim.search.serving.pictures import DEFAULT_DISPLAY_SIDE
+from whysim.search.serving.thumbnails import DEFAULT_THUMBNAIL_SIDE
+from whysim.search.serving.uploads import DEFAULT_UPLOAD_CACHE_SIZE
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Covers 50 MP phone cameras; a decoded 64 MP upload takes ~190 MB, which bounds what one
@@ -18,14 +26,14 @@ class ApiSettings:
     max_offset: int = 10_000
     max_list_limit: int = 500
     upload_max_pixels: int = DEFAULT_UPLOAD_MAX_PIXELS
-    upload_cache_size: int = 64
-    explanation_cache_size: int = 256
-    picture_cache_size: int = 64
-    display_side: int = 512  # longest side of the images under overlays
-    thumbnail_side: int = 256
+    upload_cache_size: int = DEFAULT_UPLOAD_CACHE_SIZE
+    explanation_cache_size: int = DEFAULT_EXPLANATION_CACHE_SIZE
+    picture_cache_size: int = DEFAULT_PICTURE_CACHE_SIZE
+    display_side: int = DEFAULT_DISPLAY_SIDE  # longest side of the images under overlays
+    thumbnail_side: int = DEFAULT_THUMBNAIL_SIDE
     index_check_interval_s: float = 0.0  # how often to stat the index file for changes
     device: str = "cpu"
-    model_queue_size: int = 8  # model calls waiting or running; more are refused with 503
+    model_queue_size: int = DEFAULT_QUEUE_SIZE  # model calls waiting or running; more are refused with 503
     rate_limits: bool = True  # per-client limits on uploads, explanations and overlays
     upload_rate_limit: str = "20/minute"
     explain_rate_limit: str = "30/minute"

@@ -32,8 +32,8 @@ from whysim.indexer.vector_stores.choice import open_location
 from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
 from whysim.indexer.verdicts import Verdict, VerdictJudge, VerdictRule
 from whysim.search.explain.gradcam import PairExplanation
-from whysim.search.serving.index_snapshot import IndexSnapshot, IndexWatcher
-from whysim.search.serving.model_host import ModelHost
+from whysim.search.serving.index_snapshot import IndexWatcher, ServedIndex
+from whysim.search.serving.model_host import DEFAULT_QUEUE_SIZE, ModelHost
 from whysim.search.serving.pictures import (
     DEFAULT_DISPLAY_SIDE,
     ImageUnavailable,
@@ -122,12 +122,13 @@ class SearchEngine:
 
     @classmethod
     def open(cls, datadir: DataDir, device: str = "cpu", upload_max_pixels: int = DEFAULT_MAX_PIXELS,
-             display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0) -> SearchEngine:
+             display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0,
+             model_queue_size: int = DEFAULT_QUEUE_SIZE) -> SearchEngine:
         """Opens the catalog now; the index is read on first use and the model on first embedding."""
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
         location = open_location(datadir, catalog)
         watcher = IndexWatcher(location, catalog.active_model, check_interval_s)
-        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device), upload_max_pixels, display_side,
+        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device, model_queue_size), upload_max_pixels, display_side,
                    location)
 
     def close(self) -> None:
@@ -142,30 +143,26 @@ class SearchEngine:
     def model_key(self) -> str:
         """model_key() of the model (and whitening) behind the served index."""
         snapshot = self.snapshot()
-        return model_key(snapshot.card, snapshot.store.whitening)  # type: ignore[arg-type,union-attr]  # ready
+        return model_key(snapshot.card, snapshot.store.whitening)
 
     def verdict_rule(self) -> VerdictRule:
         """The collection's rule: one fitted on its labels for this embedding, else the default."""
-        card = self.snapshot().card
-        assert card is not None
-        return stored_rule(self.catalog, card)
+        return stored_rule(self.catalog, self.snapshot().card)
 
     def judge(self) -> VerdictJudge:
-        cohort = self.snapshot().cohort
-        assert cohort is not None
-        return VerdictJudge(cohort, self.verdict_rule())
+        return VerdictJudge(self.snapshot().cohort, self.verdict_rule())
 
     def final_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Branch vectors as the index holds them: through its whitening, if it has one."""
-        whitening = self.snapshot().store.whitening  # type: ignore[union-attr]  # ready
+        whitening = self.snapshot().store.whitening
         return whitening.apply(vectors) if whitening is not None else vectors
 
-    def snapshot(self) -> IndexSnapshot:
+    def snapshot(self) -> ServedIndex:
         """The index being served; raises IndexNotReady when it cannot be searched."""
         snapshot = self.watcher.current()
-        if not snapshot.ready:
+        if snapshot.served is None:
             raise IndexNotReady(snapshot.problem or "no index yet")
-        return snapshot
+        return snapshot.served
 
     def image(self, image_id: int) -> ImageInfo:
         info = self.catalog.get_image(image_id) if 0 < image_id <= MAX_IMAGE_ID else None
@@ -175,7 +172,7 @@ class SearchEngine:
 
     def picture_of(self, info: ImageInfo) -> Picture:
         """An indexed image's pixels and display copy, read from its file inside its collection."""
-        input_size = self.snapshot().card.input_size  # type: ignore[union-attr]  # ready
+        input_size = self.snapshot().card.input_size
         try:
             return read_picture(read_collection_file(info), input_size, self.display_side)
         except ImageRejected as exc:
@@ -183,7 +180,6 @@ class SearchEngine:
 
     def explain(self, query: Picture, hits: Sequence[Picture]) -> list[PairExplanation]:
         snapshot = self.snapshot()
-        assert snapshot.card is not None and snapshot.store is not None
         return self.models.explain(snapshot.card, query.pixels, torch.stack([hit.pixels for hit in hits]),
                                    snapshot.store.whitening, self.judge())
 
@@ -192,7 +188,6 @@ class SearchEngine:
     def upload(self, data: bytes) -> UploadedQuery:
         """Decodes and embeds uploaded bytes; raises ImageRejected (ImageTooLarge) for bad ones."""
         card = self.snapshot().card
-        assert card is not None
         picture = read_picture(data, card.input_size, self.display_side, self.upload_max_pixels)
         digest = bytes_digest(data)
         vector = self.final_vectors(self.models.embed(card, picture.pixels[None]))[0]
@@ -207,7 +202,7 @@ class SearchEngine:
         source_id = info.duplicate_of_id if info.status == ImageStatus.DUPLICATE.value else info.id
         vector = None
         if info.status in (ImageStatus.INDEXED.value, ImageStatus.DUPLICATE.value) and source_id is not None:
-            vector = self.snapshot().store.reconstruct(source_id)  # type: ignore[union-attr]  # ready
+            vector = self.snapshot().store.reconstruct(source_id)
         if vector is None:
             reason = f": {info.error}" if info.error else ""
             raise NotSearchable(f"image {image_id} has no vector in the index (status {info.status}{reason})")
@@ -219,7 +214,6 @@ class SearchEngine:
         if k < 1 or offset < 0:
             raise ValueError(f"k must be at least 1 and offset at least 0 (got k={k}, offset={offset})")
         store = self.snapshot().store
-        assert store is not None
         wanted = offset + k + 1  # one more than the page, to know whether another page follows
         fetch = wanted + len(query.exclude_ids) + FETCH_SLACK
         while True:
@@ -266,10 +260,6 @@ class SearchEngine:
 
     # ------------------------------------------------------------ convenience
 
-    def search_by_vector(self, vector: np.ndarray, k: int = 10, offset: int = 0,
-                         min_score: float | None = None) -> SearchPage:
-        return self.search(SearchQuery(np.asarray(vector, dtype=np.float32).reshape(-1)), k, offset, min_score)
-
     def search_by_id(self, image_id: int, k: int = 10, offset: int = 0, min_score: float | None = None) -> SearchPage:
         return self.search(self.query_for_id(image_id), k, offset, min_score)
 
@@ -279,7 +269,6 @@ class SearchEngine:
         if isinstance(image, (bytes, bytearray)):
             return self.search(self.upload(bytes(image)).query, k, offset, min_score)
         card = self.snapshot().card
-        assert card is not None
         picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
         pixels = model_pixels(picture.convert("RGB"), card.input_size)
         vector = self.final_vectors(self.models.embed(card, pixels[None]))[0]

@@ -21,16 +21,29 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ServedIndex:
+    """An index that can be searched: its vectors, the model card that made them (same dimension),
+    and the cohort verdicts normalise against (whysim.indexer.verdicts)."""
+
+    store: VectorStore
+    card: ModelCard
+    cohort: Cohort
+
+
+@dataclass(frozen=True)
 class IndexSnapshot:
-    store: VectorStore | None
-    card: ModelCard | None
+    """What the watcher read last: a ServedIndex when the index can be searched, else the problem.
+    `store` and `card` are whatever could be read, for status pages, even when not served."""
+
     stamp: object | None
-    problem: str | None = None  # why this snapshot cannot be searched, when it cannot
-    cohort: Cohort | None = None  # what verdicts normalise against (whysim.indexer.verdicts)
+    served: ServedIndex | None = None
+    problem: str | None = None
+    store: VectorStore | None = None
+    card: ModelCard | None = None
 
     @property
     def ready(self) -> bool:
-        return self.problem is None and self.store is not None and self.card is not None
+        return self.served is not None
 
 
 class IndexWatcher:
@@ -70,19 +83,19 @@ class IndexWatcher:
     def _load(self, stamp: object | None, previous: IndexSnapshot | None) -> IndexSnapshot:
         card = self.read_card()
         if stamp is None:
-            return IndexSnapshot(None, card, None, "no index yet: run `whysim index DIR` on this data directory")
+            return IndexSnapshot(None, problem="no index yet: run `whysim index DIR` on this data directory", card=card)
         try:
             # Stamped before reading: if the file is replaced meanwhile, the next call sees
             # a different stamp and loads again, so we never keep a stale index for long.
             store = self.location.load()
         except (RuntimeError, OSError, ValueError) as exc:
-            if previous is not None and previous.ready:
+            if previous is not None and previous.served is not None:
                 logger.warning("cannot read %s (%s); still serving the previous index", self.location.description, exc)
-                return IndexSnapshot(previous.store, previous.card, stamp, cohort=previous.cohort)
-            return IndexSnapshot(None, card, stamp, f"cannot read the index {self.location.description}: {exc}")
+                return IndexSnapshot(stamp, previous.served, store=previous.store, card=previous.card)
+            return IndexSnapshot(stamp, problem=f"cannot read the index {self.location.description}: {exc}", card=card)
         if card is None:
-            return IndexSnapshot(store, None, stamp, "the catalog has no model yet: run `whysim index DIR`")
+            return IndexSnapshot(stamp, problem="the catalog has no model yet: run `whysim index DIR`", store=store)
         if store.dim != card.dim:
-            return IndexSnapshot(store, card, stamp,
-                                 "the index is being rebuilt with another model; try again when it is done")
-        return IndexSnapshot(store, card, stamp, cohort=Cohort.of_store(store))
+            return IndexSnapshot(stamp, problem="the index is being rebuilt with another model; try again when it is done",
+                                 store=store, card=card)
+        return IndexSnapshot(stamp, ServedIndex(store, card, Cohort.of_store(store)), store=store, card=card)

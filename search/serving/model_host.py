@@ -46,6 +46,8 @@ class ModelBusy(RuntimeError):
 
 class ModelHost:
     def __init__(self, models_dir: Path, device: str = "cpu", queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        if queue_size < 1:
+            raise ValueError("the model queue must hold at least 1 request")
         self.models_dir = models_dir
         self.device = resolve_device(device)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whysim-model")
@@ -69,11 +71,6 @@ class ModelHost:
     @property
     def loaded(self) -> bool:
         return self._embedder is not None
-
-    def set_queue_size(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("the model queue must hold at least 1 request")
-        self.queue_size = size
 
     @property
     def queue_depth(self) -> int:

@@ -18,6 +18,7 @@ from whysim.indexer.imaging import ImageRejected, decode_image
 from whysim.search.serving.pictures import ImageUnavailable, collection_file
 
 JPEG_QUALITY = 85
+DEFAULT_THUMBNAIL_SIDE = 256  # longest side, px
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def served_file(info: ImageInfo) -> ServedFile:
 
 
 class Thumbnails:
-    def __init__(self, directory: Path, side: int = 256) -> None:
+    def __init__(self, directory: Path, side: int = DEFAULT_THUMBNAIL_SIDE) -> None:
         self.directory = directory
         self.side = side
 

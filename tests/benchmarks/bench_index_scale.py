@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_index_threshold import single_query_ms  # noqa: E402
+from bench_support import tune_store  # noqa: E402
 from synthetic_vectors import ClusteredVectors  # noqa: E402
 
 from whysim.indexer.vectors import IvfPqParams, VectorStore, choose_index_kind, ivfpq_training_size  # noqa: E402
@@ -104,7 +105,7 @@ def measure(data: ClusteredVectors, size: int, kind: str, queries: np.ndarray, e
     if sweep and kind == "hnsw":
         settings += [{"ef_search": ef} for ef in (48, 192, 384)]
     for setting in settings:
-        store.tune(**setting)
+        tune_store(store, **setting)
         _, found = store.search(queries, K)
         rows.append({"kind": kind, "vectors": size, "build_s": round(seconds, 1), "memory_mb": round(memory),
                      "recall_at_10": round(recall_at_k(found, exact), 4), **latency(store, latency_queries),

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_support import tune_store  # noqa: E402
 from synthetic_vectors import ClusteredVectors  # noqa: E402
 
 from whysim.indexer.vector_stores import milvus  # noqa: E402
@@ -90,7 +91,7 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     faiss_rows = []
     for ef in EF_SWEEP:
-        hnsw.tune(ef_search=ef)
+        tune_store(hnsw, ef_search=ef)
         found, times = timed_searches(lambda q: hnsw.search(q, K)[1], queries)
         faiss_rows.append((ef, recall(found, truth), *summary(times)))
 

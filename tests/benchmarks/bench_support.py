@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # ../shared/datasets/flowers from the main checkout; from a worktree under wt/ it is one level up.
 DATASET_CANDIDATES = [REPO_ROOT.parent / "shared" / "datasets" / "flowers",
@@ -67,3 +69,16 @@ def pooled_vectors(branch: Any, paths: list[Path], size: int, batch_size: int, w
             print(f"\r  {label}: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return {name: np.concatenate(chunks) for name, chunks in pooled.items()}
+
+
+def tune_store(store: Any, nprobe: int | None = None, k_factor: int | None = None, ef_search: int | None = None) -> None:
+    """Search-time accuracy/speed knobs of a FAISS VectorStore, for the index studies: ivfpq lists
+    probed and candidates re-ranked per result, HNSW search breadth. Others are ignored."""
+    inner = faiss.downcast_index(store.index.index)
+    if store.kind == "ivfpq":
+        if nprobe is not None:
+            faiss.downcast_index(inner.base_index).nprobe = int(nprobe)
+        if k_factor is not None:
+            inner.k_factor = float(k_factor)
+    elif store.kind == "hnsw" and ef_search is not None:
+        inner.hnsw.efSearch = int(ef_search)

@@ -14,7 +14,7 @@ from search_layer.collection import PICTURE_SIZE, run_index
 from whysim.indexer.catalog.schema import ImageStatus
 from whysim.indexer.datadir import DataDir
 from whysim.indexer.vectors import VectorStore
-from whysim.search.serving.engine import IndexNotReady, NotSearchable, SearchEngine, UnknownImage
+from whysim.search.serving.engine import IndexNotReady, NotSearchable, SearchEngine, SearchQuery, UnknownImage
 
 INDEXED = 11
 
@@ -156,7 +156,7 @@ def test_empty_data_directory_is_not_ready(tmp_path: Path) -> None:
     engine = SearchEngine.open(DataDir(tmp_path / "empty"))
     try:
         with pytest.raises(IndexNotReady, match="whysim index"):
-            engine.search_by_vector(np.ones(1280, dtype=np.float32))
+            engine.search(SearchQuery(np.ones(1280, dtype=np.float32)))
     finally:
         engine.close()
 

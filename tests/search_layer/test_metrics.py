@@ -4,6 +4,7 @@ logfmt access-log line per request."""
 from __future__ import annotations
 
 import logging
+import re
 import urllib.error
 import urllib.request
 
@@ -11,10 +12,21 @@ import pytest
 from benchmarks.http_load import free_port, whysim_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from whysim.search.api.access_log import LOGGER_NAME, logfmt, parse_logfmt
+from whysim.search.api.access_log import LOGGER_NAME, logfmt
 
 TOKEN = "correct-horse-battery-staple-42"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """The reverse of logfmt(): reads a log line back."""
+    found = {}
+    for match in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        key, value = match.groups()
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value[1:-1])
+        found[key] = value
+    return found
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -27,14 +27,14 @@ def test_a_served_milvus_index_follows_the_indexer(tmp_path: Path, postgres_serv
     index(root, datadir, "--vector-store", f"milvus:{tmp_path / 'vectors.db'}")
     engine = SearchEngine.open(datadir)  # Milvus Lite: indexer and server share this process's embedded server
     try:
-        first = engine.snapshot()
+        first, first_stamp = engine.snapshot(), engine.watcher.current().stamp
         assert len(first.store) == 6 and engine.location is not None and "vectors.db" in engine.location.description
 
         for seed in (801, 802):
             (root / "blobs" / f"new_{seed}.jpg").write_bytes(encode(make_picture(seed, PICTURE_SIZE)))
         index(root, datadir)  # the store is remembered in the catalog
-        second = engine.snapshot()
-        assert second.stamp != first.stamp and len(second.store) == 8
+        second, second_stamp = engine.snapshot(), engine.watcher.current().stamp
+        assert second_stamp != first_stamp and len(second.store) == 8
         new_ids = {info.id for info in engine.catalog.list_images(limit=100) if info.path.startswith("blobs/new_")}
         hits = engine.search_by_id(min(new_ids), k=7).hits
         assert max(new_ids) in {hit.id for hit in hits} and len(hits) == 7
@@ -42,7 +42,7 @@ def test_a_served_milvus_index_follows_the_indexer(tmp_path: Path, postgres_serv
         (root / "blobs" / "new_801.jpg").unlink()
         index(root, datadir, "--prune")
         third = engine.snapshot()
-        assert third.stamp != second.stamp and len(third.store) == 7
+        assert engine.watcher.current().stamp != second_stamp and len(third.store) == 7
         assert all(hit.image.path != "blobs/new_801.jpg" for hit in engine.search_by_id(max(new_ids), k=10).hits)
     finally:
         engine.close()
