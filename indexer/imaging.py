@@ -109,7 +109,7 @@ def resize_square(image: Image.Image, size: int) -> np.ndarray:
     """Resizes the whole picture (no crop) to size x size; returns HxWx3 uint8.
 
     No crop, because in rooms or scans the evidence is often near the border; squashing the
-    aspect ratio costs less retrieval quality than losing it (see README, "Preprocessing").
+    aspect ratio costs less retrieval quality than losing it.
     """
     resized = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(resized, dtype=np.uint8)  # a writable copy, which torch can wrap

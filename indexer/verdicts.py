@@ -9,7 +9,7 @@ collection* (symmetric score normalisation, "S-norm", from speaker verification)
 
 where mu_x and sigma_x are the mean and standard deviation of x's similarities to a fixed
 cohort: a seeded sample of the collection's own vectors. One cut on z (DEFAULT_CUT, fitted on
-flowers and rooms together, README "Verdicts") holds across collections without labels; with
+flowers and rooms together, docs/explanations.md "Verdicts") holds across collections without labels; with
 labels, `whysim calibrate` fits the cut on the collection's own pairs (a `fitted` rule).
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Cohort:
     def statistics(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) of each vector's similarities to the cohort, leaving itself
         out. (A median and MAD, robust to the true matches among the cohort, were tried: their best
-        single cut fell further short on one of the two shared sets; README "Verdicts".)"""
+        single cut fell further short on one of the two shared sets; docs/explanations.md "Verdicts".)"""
         matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors.shape[1])
         sims = (matrix @ self.vectors.T).astype(np.float64)
         others = sims < SELF_SIMILARITY

@@ -11,13 +11,13 @@ from typing import Any
 # no collection to judge it against (`whysim explain A B` without an index; searches judge pairs
 # against their collection instead: whysim.indexer.verdicts). Measured for ImageNet Lite0 at 448 px with
 # GeM (p=3), unwhitened: the one cut with the smallest shortfall from the best balanced accuracy
-# on flowers and on rooms together (tests/benchmarks/study_defaults.py; README "Verdicts").
+# on flowers and on rooms together (tests/benchmarks/study_defaults.py; docs/explanations.md "Verdicts").
 # Trained models carry their own threshold, chosen on their validation split.
 DEFAULT_THRESHOLD = 0.67
 
 CARD_VERSION = 1
 
-# The untrained default; chosen by measurement on flowers and rooms (README "Default model",
+# The untrained default; chosen by measurement on flowers and rooms (docs/models-and-training.md "Default model",
 # tests/benchmarks/study_defaults.py). The CLI and ModelRequest use these too.
 DEFAULT_BACKBONE = "lite0"
 # Named input sizes (`--preset`): "detailed" keeps the details that tell look-alike photos

@@ -13,7 +13,7 @@ P keeps every dimension (it is square and invertible), so the L2-normalised bran
 be recovered from y exactly (`invert`): a refit needs no re-embedding. The transform is affine
 followed by L2 normalisation, so explanations differentiate through it and the similarity
 still decomposes into pairs of positions (search/explain/gradcam.py).
-Choices of power and shrinkage: README "Default model" (tests/benchmarks/study_defaults.py).
+Choices of power and shrinkage: docs/models-and-training.md "Default model" (tests/benchmarks/study_defaults.py).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from whysim.indexer.sampling import sample_rows
 
-# Measured on rooms, the instance-level set (README "Default model"): see study_defaults.py.
+# Measured on rooms, the instance-level set (docs/models-and-training.md "Default model"): see study_defaults.py.
 DEFAULT_POWER = 0.5
 DEFAULT_SHRINKAGE = 10.0
 # Fewer vectors than this give too noisy a covariance to rely on; whysim indexes them raw. At 50

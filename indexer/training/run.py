@@ -38,7 +38,7 @@ class TrainOptions:
     temperature: float = 0.1
     batch_size: int = 64  # images per step
     images_per_class: int = 8  # K of the class-balanced batches (supcon)
-    head: str = "mlp"  # beat "linear" on flowers' validation split (README, Training)
+    head: str = "mlp"  # beat "linear" on flowers' validation split (docs/models-and-training.md, "Training")
     head_dim: int = 256
     trainable_stages: int = 0
     cache_features: bool | None = None  # None: on CPU, off on CUDA

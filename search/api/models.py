@@ -281,7 +281,7 @@ class Hit(ImageLinks):
 
 
 class VerdictRule(ResponseModel):
-    """How verdicts are made: a cut on the collection-normalised score (README "Verdicts")."""
+    """How verdicts are made: a cut on the collection-normalised score (docs/explanations.md "Verdicts")."""
 
     kind: Literal["default", "fitted", "cosine"] = Field(
         description="default: the label-free cut; fitted: fitted by `whysim calibrate` on this collection's "

@@ -6,7 +6,7 @@ A box is deleted by filling it with the network's input mean colour ("mean", the
 input that normalises to zero) or with a blurred copy of the image ("blur", as the deletion
 curves do). A blurred box keeps its colours, and in small photos of broad categories colour is
 much of what a region holds: on flowers the blurred box barely moves the score, whichever box
-is deleted (README, "Faithfulness of the correspondence")."""
+is deleted (docs/studies.md, "Faithfulness of the correspondence")."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -34,7 +34,7 @@ collection would: with unit terms t^ = t / |y| and the collection's mean final v
 region replaces its content by something generic, and D_B is the first-order loss of that: on
 broad-category collections every pair of photos shares most of its cosine through mu, so the
 raw column sums of C rank the regions that every photo has. With no collection mu = 0 and D_B
-is the column sum of C over B. Measured on held-out pairs (README, "Faithfulness of the
+is the column sum of C over B. Measured on held-out pairs (docs/studies.md, "Faithfulness of the
 correspondence"). Each hit region is joined with the query region A that points the most its
 way, the largest <T_A, T_B> / |T_A| for the region sums T (T_B's length times their cosine),
 and the pair reports its contribution, the sum of C over A x B. For an image paired with itself
@@ -234,7 +234,7 @@ def region_window(query_grid: tuple[int, int], hit_grid: tuple[int, int]) -> int
     """Cells per side of a matched region: about a seventh of the shorter grid side (one cell at
     224 px, 2x2 cells of Lite0's 14x14 grid at 448), so a region keeps the same share of the
     photo whatever the input size. One cell of 196 is too small a part of a photo for its
-    deletion to move the score measurably more than a random cell's (README, "Faithfulness of the
+    deletion to move the score measurably more than a random cell's (docs/studies.md, "Faithfulness of the
     correspondence")."""
     return max(1, round(min(*query_grid, *hit_grid) / 7))
 
