@@ -19,6 +19,7 @@ from whysim.indexer.cli_support import (
     explicit_model_options,
     model_request_options,
 )
+from whysim.indexer.collection_kind import recorded_kind
 from whysim.indexer.datadir import (
     DataDir,
     resolve_data_dir,
@@ -144,6 +145,8 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
     click.echo(f"vectors: {stats['vectors']} {index}" + (f" ({stats['vector_store']})" if stats["vectors"] else "")
                + (f", whitened ({stats['whitening']})" if stats["whitening"] else ""))
     click.echo(f"model: {stats['model'] or 'none yet'}")
+    if stats["collection_kind"]:
+        click.echo(f"collection: {stats['collection_kind']} (how verdicts judge a match: see whysim search)")
     click.echo(f"collections: {', '.join(stats['collections']) or 'none'}")
     click.echo(f"disk: {stats['disk_bytes'] / 1e6:.1f} MB")
 
@@ -151,7 +154,8 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
 def collect_stats(datadir: DataDir) -> dict[str, Any]:
     stats: dict[str, Any] = {"data_dir": str(datadir.root), "images": 0, "vectors": 0, "model": None,
                              "model_card": None, "index_type": None, "whitening": None, "status": {},
-                             "collections": [], "disk_bytes": datadir.disk_bytes(), "vector_store": None}
+                             "collections": [], "disk_bytes": datadir.disk_bytes(), "vector_store": None,
+                             "collection_kind": None}
     if not datadir.has_catalog():
         return stats
     engine = open_catalog_engine(datadir.catalog_url)
@@ -162,6 +166,8 @@ def collect_stats(datadir: DataDir) -> dict[str, Any]:
         stats.update(images=sum(counts.values()), status=counts,
                      collections=sorted(catalog.collection_roots().values()),
                      model=card.short_name() if card else None, model_card=card.to_dict() if card else None)
+        kind = recorded_kind(catalog)
+        stats["collection_kind"] = kind.name if kind is not None else None
         location = open_location(datadir, catalog)
         stats["vector_store"] = location.description
         try:

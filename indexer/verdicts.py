@@ -1,21 +1,35 @@
-"""Verdicts that mean the same on every collection: cosine similarity judged against the collection.
+"""Verdicts that mean the same on every collection, judged where users meet them: at the top of a ranking.
 
 A raw cosine cut does not travel: ImageNet features put two different bedrooms at 0.6 and two
-daisies at 0.5, so a cut fitted on one collection calls everything "similar" on the other.
-whysim therefore judges a pair by how unusual its similarity is *for these two images in this
-collection* (symmetric score normalisation, "S-norm", from speaker verification):
+daisies at 0.5. And search never shows random pairs: it shows the top of a ranking, where every
+candidate looks like the query. So whysim judges a pair by how its similarity stands against the
+collection, and what "similar" asks for depends on the kind of collection (detected without
+labels when it is indexed: whysim.indexer.collection_kind):
 
-    z(a, b) = ((s - mu_a) / sigma_a + (s - mu_b) / sigma_b) / 2
+- class-level (broad categories, like flowers: hundreds of images of each class): similar means
+  of the same kind. The score is symmetric score normalisation (S-norm, from speaker
+  verification) against a cohort, a seeded sample of the collection's own vectors:
 
-where mu_x and sigma_x are the mean and standard deviation of x's similarities to a fixed
-cohort: a seeded sample of the collection's own vectors. One cut on z (DEFAULT_CUT, fitted on
-flowers and rooms together, docs/explanations.md "Verdicts") holds across collections without labels; with
-labels, `whysim calibrate` fits the cut on the collection's own pairs (a `fitted` rule).
+      z(a, b) = ((s - mu_a) / sigma_a + (s - mu_b) / sigma_b) / 2
+
+  with mu_x, sigma_x the mean and spread of x's similarities to the whole cohort; cut 1.05.
+- instance-level (several photos of each thing, like rooms: 1-2 true matches among many
+  look-alikes): similar means the same thing. The score is adaptive S-norm (AS-norm): mu_x and
+  sigma_x come from x's AS_NORM_TOP most similar cohort members, its look-alikes, so a hit must
+  stand out from the look-alikes; cut 3.0 (three spreads above them).
+
+Both cuts were chosen on the top-10 hits of every leave-one-out query of the two shared sets
+(tests/benchmarks/study_verdicts.py; docs/explanations.md "Verdicts"). With labels, `whysim
+calibrate` fits the cut on the collection's own top-k hits instead (a `fitted` rule).
+
+Each verdict also carries one figure a person can read the same way on every collection: the
+match strength, a logistic of (score - cut) / spread, 50% at the cut, so >= 50% is "similar".
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -30,8 +44,24 @@ COHORT_SIZE = 1000
 COHORT_SEED = 0
 # Similarities above this are an image against itself (or its byte copy) in the cohort.
 SELF_SIMILARITY = 0.9999
-DEFAULT_CUT = 1.05
 MIN_SIGMA = 1e-6
+
+S_NORM = "s-norm"
+AS_NORM = "as-norm"
+# AS-norm's look-alikes: each side's 50 most similar cohort members (25 to 50 were best on rooms),
+# and in a small collection no more than a quarter of it (at least 5), so they stay look-alikes.
+AS_NORM_TOP = 50
+TOP_FRACTION_OF_SMALL = 4
+MIN_TOP = 5
+# Label-free cuts and spreads of the match figure, per normalisation. The spreads are the
+# maximum-likelihood fit of P(true match) = logistic((z - cut) / spread) on the shared sets'
+# top-10 hits (flowers for S-norm, rooms for AS-norm).
+DEFAULT_CUT = 1.05
+INSTANCE_CUT = 3.0
+CLASS_SPREAD = 1.0
+INSTANCE_SPREAD = 0.5
+# Without a collection to judge against, a cut on the cosine itself (the model card's threshold).
+COSINE_SPREAD = 0.1
 
 DEFAULT_RULE_KIND = "default"
 FITTED_RULE_KIND = "fitted"
@@ -40,11 +70,17 @@ RULE_SETTING = "verdict_rule"
 
 @dataclass(frozen=True)
 class VerdictRule:
-    """How a normalised score becomes "similar" / "dissimilar"."""
+    """How a pair's similarity becomes "similar" / "dissimilar", and its match strength."""
 
-    kind: str = DEFAULT_RULE_KIND  # "default" (label-free) or "fitted" (calibrated on labelled pairs)
+    kind: str = DEFAULT_RULE_KIND  # "default" (label-free) or "fitted" (calibrated on labelled hits)
     cut: float = DEFAULT_CUT
-    pairs: int = 0  # labelled pairs it was fitted on (fitted rules)
+    normalisation: str = S_NORM  # "s-norm" (whole cohort) or "as-norm" (each side's top cohort members)
+    top: int | None = None  # AS-norm: how many of each side's most similar cohort members
+    spread: float = CLASS_SPREAD  # the match figure goes from 27% to 73% between cut - spread and cut + spread
+    collection: str = "class-level"  # the kind of collection the rule is for
+    hits: int = 0  # labelled top-k hits it was fitted on (fitted rules)
+    f1: float | None = None  # of "similar" on those hits
+    pairs: int = 0  # labelled random pairs (rules fitted before whysim judged verdicts on top-k hits)
     balanced_accuracy: float | None = None  # on those pairs
     source: str | None = None  # the labelled folder it was fitted on
     model: str | None = None  # ModelCard.key() of the model it was fitted for
@@ -53,13 +89,22 @@ class VerdictRule:
     def fitted(self) -> bool:
         return self.kind == FITTED_RULE_KIND
 
+    def match(self, score: float) -> float:
+        """The match strength in 0..1: 0.5 at the cut, "similar" from there up."""
+        return match_strength(score, self.cut, self.spread)
+
     def describe(self) -> str:
+        """In plain words, for people: what "similar" means here and where the rule comes from."""
+        meaning = ("the hit stands out from the photos of the collection that look most like the query"
+                   if self.normalisation == AS_NORM else
+                   "the pair is more alike than photos of this collection usually are")
         if self.fitted:
-            accuracy = f", balanced accuracy {self.balanced_accuracy:.3f}" if self.balanced_accuracy is not None else ""
-            return (f"cut {self.cut:.3f} on the collection-normalised score, fitted on {self.pairs:,} labelled "
-                    f"pairs of {self.source}{accuracy}")
-        return (f"default cut {self.cut:.3f} on the collection-normalised score "
-                f"(label-free; fit one with `whysim calibrate DIR`)")
+            found = (f"F1 {self.f1:.2f} on {self.hits:,} labelled search hits" if self.f1 is not None else
+                     f"balanced accuracy {self.balanced_accuracy or 0:.2f} on {self.pairs:,} labelled pairs")
+            return f"similar when {meaning}; fitted on the labelled photos of {self.source} ({found})"
+        kind = ("collections of several photos of each thing" if self.normalisation == AS_NORM
+                else "collections of broad categories")
+        return f"similar when {meaning}: whysim's default for {kind} (whysim calibrate fits it to labelled photos)"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "fitted": self.fitted, "description": self.describe()}
@@ -71,7 +116,26 @@ class VerdictRule:
     def from_json(cls, text: str | None) -> VerdictRule:
         if not text:
             return cls()
-        return cls(**json.loads(text))
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in json.loads(text).items() if key in known})
+
+
+def match_strength(score: float, cut: float, spread: float) -> float:
+    """logistic((score - cut) / spread): 0.5 at the cut, towards 1 above it and 0 below."""
+    return 1.0 / (1.0 + math.exp(-max(min((score - cut) / spread, 50.0), -50.0)))
+
+
+def match_percent(match: float) -> int:
+    """The match strength as a whole percentage, rounded down, so 50% and up is always "similar"."""
+    return int(math.floor(100.0 * match))
+
+
+def default_rule(instance_level: bool) -> VerdictRule:
+    """The label-free rule for a collection of this kind."""
+    if instance_level:
+        return VerdictRule(cut=INSTANCE_CUT, normalisation=AS_NORM, top=AS_NORM_TOP, spread=INSTANCE_SPREAD,
+                           collection="instance-level")
+    return VerdictRule()
 
 
 def cohort_rows(count: int, size: int = COHORT_SIZE, seed: int = COHORT_SEED) -> np.ndarray:
@@ -106,17 +170,30 @@ class Cohort:
         Cached: a served index keeps one cohort per snapshot and every explanation asks for it."""
         return self.vectors.astype(np.float64).mean(axis=0) if len(self.vectors) else None
 
-    def statistics(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def statistics(self, vectors: np.ndarray, top: int | None = None,
+                   partners: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) of each vector's similarities to the cohort, leaving itself
-        out. (A median and MAD, robust to the true matches among the cohort, were tried: their best
-        single cut fell further short on one of the two shared sets; docs/explanations.md "Verdicts".)"""
+        out (and, given `partners`, the other image of its pair): to all of it, or (AS-norm) to its
+        `top` most similar members, its look-alikes, which the pair must stand out from. (A median
+        and MAD, robust to the true matches among the cohort, were tried: their best single cut fell
+        further short on one of the two shared sets; docs/explanations.md "Verdicts".)"""
         matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors.shape[1])
         sims = (matrix @ self.vectors.T).astype(np.float64)
-        others = sims < SELF_SIMILARITY
+        left_out = sims >= SELF_SIMILARITY
+        if partners is not None:
+            partner_matrix = np.asarray(partners, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+            left_out |= (partner_matrix @ self.vectors.T) >= SELF_SIMILARITY
+        sims = np.where(left_out, -np.inf, sims)
+        if top is not None:
+            top = min(top, max(MIN_TOP, len(self.vectors) // TOP_FRACTION_OF_SMALL))
+            if top < sims.shape[1]:
+                sims = np.partition(sims, -top, axis=1)[:, -top:]
+        others = np.isfinite(sims)
         counts = others.sum(axis=1)
         safe = np.maximum(counts, 1)
-        mean = np.where(others, sims, 0.0).sum(axis=1) / safe
-        variance = np.where(others, (sims - mean[:, None]) ** 2, 0.0).sum(axis=1) / safe
+        finite = np.where(others, sims, 0.0)
+        mean = finite.sum(axis=1) / safe
+        variance = np.where(others, (finite - mean[:, None]) ** 2, 0.0).sum(axis=1) / safe
         # With fewer than two other cohort members nothing can be unusual: z stays near 0.
         return np.where(counts > 0, mean, 1.0), np.maximum(np.where(counts > 1, np.sqrt(variance), 1.0), MIN_SIGMA)
 
@@ -133,6 +210,7 @@ class Verdict:
     similar: bool
     score: float  # the normalised score the cut applies to
     similarity: float  # the raw cosine
+    match: float  # the match strength, 0..1, >= 0.5 exactly when similar
 
 
 class VerdictJudge:
@@ -143,7 +221,12 @@ class VerdictJudge:
         self.rule = rule
 
     def scores(self, left: np.ndarray, right: np.ndarray, similarities: np.ndarray) -> np.ndarray:
-        return normalised_scores(similarities, self.cohort.statistics(left), self.cohort.statistics(right))
+        """Each side against the cohort without the other side: a pair is not its own look-alike."""
+        top = self.rule.top if self.rule.normalisation == AS_NORM else None
+        left = np.asarray(left, dtype=np.float32)
+        right = np.asarray(right, dtype=np.float32).reshape(left.shape)
+        return normalised_scores(similarities, self.cohort.statistics(left, top, right),
+                                 self.cohort.statistics(right, top, left))
 
     def judge(self, left: np.ndarray, right: np.ndarray, similarities: np.ndarray) -> list[Verdict]:
         """Verdicts for pairs (left_i, right_i) with cosine similarities_i; left may be one vector."""
@@ -153,7 +236,8 @@ class VerdictJudge:
             left = np.repeat(left, len(right), axis=0)
         sims = np.atleast_1d(np.asarray(similarities, dtype=np.float64))
         scores = self.scores(left, right, sims)
-        return [Verdict(bool(score >= self.rule.cut), float(score), float(sim)) for score, sim in zip(scores, sims)]
+        return [Verdict(bool(score >= self.rule.cut), float(score), float(sim), self.rule.match(float(score)))
+                for score, sim in zip(scores, sims)]
 
 
 def balanced_accuracy(scores: np.ndarray, same: np.ndarray, cut: float) -> float:

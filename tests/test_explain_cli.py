@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ def test_explain_writes_a_panel_and_reports_the_verdict(tmp_path, datadir) -> No
     report = json.loads(out)
     assert {"similarity", "verdict", "threshold", "factual", "counterfactual", "panel", "model"} <= set(report)
     assert report["verdict"] == ("similar" if report["similarity"] >= report["threshold"] else "dissimilar")
+    assert (report["match"] >= 0.5) == (report["verdict"] == "similar")
     assert report["verdict"] in report["factual"] and "against" in report["counterfactual"]
     assert report["model"].startswith("lite0@64")
     with Image.open(panel) as image:
@@ -71,9 +73,14 @@ def test_explain_prints_a_readable_summary_and_defaults_the_panel_name(tmp_path,
     monkeypatch.chdir(tmp_path)
     code, out, _ = invoke("explain", str(first), str(second), "--data-dir", str(datadir.root), *SMALL)
     assert code == 0, out
-    assert "similarity" in out and "against cut" in out and "factual maps" in out
+    # One figure a person can read (the match strength, with what 50% means), the cosine in the details,
+    # and never a score printed next to a cut on another scale.
+    first_line = out.splitlines()[0]
+    assert re.fullmatch(r"match \d{1,3}%: (similar|dissimilar) \(50% and up is similar; cosine similarity -?[\d.]+; "
+                        r"model .*\)", first_line), first_line
+    assert re.search(r"(cut|threshold)\D{0,12}\d", out) is None and "factual maps" in out
     # No index in the data directory: nothing to judge against, so the model card's cosine cut decides.
-    assert "verdict rule: cosine cut" in out
+    assert "verdict rule: similar when the cosine similarity" in out
     assert (tmp_path / "explain-first-vs-second.png").is_file()
 
 

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from whysim.indexer.catalog.database import open_catalog_engine
 from whysim.indexer.catalog.repository import Catalog
-from whysim.indexer.model.card import DEFAULT_THRESHOLD
 from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint, load_for_card
 from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
 from whysim.indexer.training.splits import SPLITS, Split
@@ -97,9 +96,13 @@ def test_train_index_search_evaluate_round_trip(make_collection, datadir, tmp_pa
 
     result = run_json("evaluate", str(root), "--model", str(run_dir), "--split-file", str(run_dir / "split.json"),
                       "--data-dir", str(datadir.root), *FAST)
-    assert result["split"] == "test" and result["images"] == 6 and result["threshold"] == card["threshold"]
-    for key in ("p_at_1", "p_at_10", "map_at_10", "recall_at_5", "pair_roc_auc", "pair_accuracy", "pair_f1"):
+    assert result["split"] == "test" and result["images"] == 6
+    for key in ("p_at_1", "p_at_10", "map_at_10", "recall_at_5", "pair_roc_auc", "pair_accuracy", "pair_f1",
+                "topk_verdict_precision", "topk_verdict_recall", "topk_verdict_f1", "topk_similar_fraction"):
         assert 0.0 <= result[key] <= 1.0, key
+    # Pair figures come from the verdict rule in force, not from a cosine cut it does not use.
+    assert "threshold" not in result and result["verdict_cut"] == result["verdict_rule"]["cut"]
+    assert result["topk_verdict_f1"] <= result["topk_verdict_f1_best"]
 
 
 @pytest.mark.slow
@@ -127,7 +130,7 @@ def test_evaluate_untrained_default(make_collection, datadir) -> None:
     root = make_collection({"blobs": 4, "stripes": 4})
     result = run_json("evaluate", str(root), "--data-dir", str(datadir.root), *FAST)
     assert result["images"] == 8 and result["classes"] == 2 and result["split"] == "all"
-    assert result["model"].startswith("lite0@64") and result["threshold"] == DEFAULT_THRESHOLD
+    assert result["model"].startswith("lite0@64") and result["collection_kind"] in ("class-level", "instance-level")
     table = invoke("evaluate", str(root), "--data-dir", str(datadir.root), *FAST).stdout
     assert "mAP@10" in table and "pair ROC-AUC" in table
 

@@ -11,7 +11,16 @@ from click.testing import CliRunner
 from conftest import encode, make_picture
 
 from whysim.indexer.datadir import DataDir
-from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
+from whysim.indexer.verdicts import (
+    AS_NORM,
+    Cohort,
+    VerdictJudge,
+    VerdictRule,
+    balanced_accuracy,
+    best_cut,
+    default_rule,
+    match_percent,
+)
 from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
@@ -62,13 +71,36 @@ def test_cohort_statistics_leave_the_image_itself_out() -> None:
     assert np.allclose(left, right)  # symmetric
 
 
+def test_top_statistics_are_those_of_each_vector_most_similar_cohort_members() -> None:
+    vectors = unit(np.random.default_rng(2).normal(size=(60, 8)))
+    centre, spread = Cohort.sample(vectors).statistics(vectors[:1], top=10)
+    others = np.sort((vectors[1:] @ vectors[0]).astype(np.float64))[-10:]  # itself left out
+    assert abs(centre[0] - others.mean()) < 1e-6 and abs(spread[0] - others.std()) < 1e-6
+
+
 def test_rules_round_trip_and_describe_themselves() -> None:
     default = VerdictRule()
     assert VerdictRule.from_json(default.to_json()) == default and not default.fitted
-    assert "default cut" in default.to_dict()["description"]
-    fitted = VerdictRule(kind="fitted", cut=1.2, pairs=100, balanced_accuracy=0.9, source="photos", model="abc")
+    assert "broad categories" in default.to_dict()["description"] and "`" not in default.describe()
+    instance = default_rule(instance_level=True)
+    assert instance.normalisation == AS_NORM and instance.top and "look most like the query" in instance.describe()
+    fitted = VerdictRule(kind="fitted", cut=1.2, hits=100, f1=0.9, source="photos", model="abc")
     assert VerdictRule.from_json(fitted.to_json()) == fitted and fitted.to_dict()["fitted"]
-    assert "fitted on 100 labelled pairs of photos" in fitted.describe()
+    assert "F1 0.90 on 100 labelled search hits" in fitted.describe()
+    # A rule stored before rules knew their normalisation reads as the S-norm rule it was.
+    old = VerdictRule.from_json(json.dumps({"kind": "fitted", "cut": 1.3, "pairs": 50, "balanced_accuracy": 0.8,
+                                            "source": "photos", "model": "abc"}))
+    assert old.normalisation == "s-norm" and old.cut == 1.3 and "balanced accuracy 0.80" in old.describe()
+
+
+def test_the_match_figure_is_half_at_the_cut_and_says_similar_exactly_from_fifty_percent() -> None:
+    rule = default_rule(instance_level=True)
+    assert rule.match(rule.cut) == 0.5
+    for score in np.linspace(rule.cut - 3, rule.cut + 3, 601):
+        match = rule.match(float(score))
+        assert 0.0 <= match <= 1.0
+        assert (match_percent(match) >= 50) == (score >= rule.cut)
+    assert rule.match(rule.cut + 1) > rule.match(rule.cut + 0.5) > 0.5
 
 
 # ------------------------------------------------------------------ CLI
@@ -98,10 +130,11 @@ def test_calibrate_fits_a_cut_that_search_evaluate_and_restarts_use(tmp_path: Pa
     assert 0.0 <= before["verdict_balanced_accuracy"] <= before["verdict_balanced_accuracy_best"] <= 1.0
 
     report = json.loads(run("calibrate", root, "--data-dir", datadir.root, "--json"))
-    assert report["rule"]["kind"] == "fitted" and report["pairs"] > 0 and report["classes"] == 12
+    assert report["rule"]["kind"] == "fitted" and report["hits"] > 0 and report["classes"] == 12
     after = json.loads(run("evaluate", root, "--data-dir", datadir.root, "--json", *SMALL))
     assert after["verdict_rule"]["fitted"] and after["verdict_cut"] == report["cut"]
-    assert after["verdict_balanced_accuracy"] >= after["verdict_balanced_accuracy_best"] - 0.05
+    # Fitted on the top-k hits of the labelled queries: the population it is judged on.
+    assert after["topk_verdict_f1"] >= after["topk_verdict_f1_best"] - 0.02
 
     hits = json.loads(run("search", root / "scene_00" / "view_0.jpg", "--data-dir", datadir.root, "--json", "-k", "3"))
     assert hits["verdict_rule"]["kind"] == "fitted" and hits["verdict_rule"]["cut"] == report["cut"]
@@ -124,3 +157,22 @@ def test_calibrate_explains_what_is_missing(tmp_path: Path) -> None:
     root = labelled_collection(tmp_path / "photos", groups=3)
     run("index", root, "--data-dir", datadir.root, *SMALL)
     assert "no indexed, labelled image" in run("calibrate", empty, "--data-dir", datadir.root, code=1)
+
+
+def test_on_an_instance_level_collection_only_the_true_match_among_the_top_hits_is_similar(tmp_path: Path) -> None:
+    """Pairs of views of the same scene among many look-alikes (rooms in miniature): a query's top-10
+    hold its one true match and nine other scenes, and the verdicts must tell them apart rather than
+    call every hit shown "similar"."""
+    root, datadir = labelled_collection(tmp_path / "photos", groups=30, per_group=2), DataDir(tmp_path / "data")
+    run("index", root, "--data-dir", datadir.root, *SMALL)
+    assert json.loads(run("stats", "--data-dir", datadir.root, "--json"))["collection_kind"] == "instance-level"
+    for group in (0, 7, 13, 21, 29):
+        hits = json.loads(run("search", root / f"scene_{group:02d}" / "view_0.jpg", "--data-dir", datadir.root,
+                              "--json", "-k", "10"))
+        assert hits["verdict_rule"]["normalisation"] == "as-norm"
+        verdicts = {hit["path"]: hit["verdict"] for hit in hits["hits"]}
+        assert len(verdicts) == 10
+        assert verdicts.get(f"scene_{group:02d}/view_1.jpg") == "similar"
+        assert list(verdicts.values()).count("similar") < 10
+        for hit in hits["hits"]:
+            assert (hit["match"] >= 0.5) == (hit["verdict"] == "similar")

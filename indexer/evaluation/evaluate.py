@@ -1,8 +1,7 @@
 """`whysim evaluate`: embed a labelled collection (or one split of it) and measure the model.
 
-Leave-one-out retrieval (P@k, mAP@10, Recall@k: see retrieval_metrics) and pair
-verification (ROC-AUC, and accuracy / F1 at the model's own decision threshold: see
-verification). Byte-identical copies count once, as in the index; copies filed under
+Leave-one-out retrieval (P@k, mAP@10, Recall@k: see retrieval_metrics), the separation of random
+verification pairs (ROC-AUC: see verification), and search's verdicts (see verdict_metrics). Byte-identical copies count once, as in the index; copies filed under
 different classes are left out (their class is ambiguous).
 
 The vectors are the ones search would use: the collection's whitening is fitted on the evaluated
@@ -24,14 +23,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from whysim.indexer.collection_kind import instance_level
+from whysim.indexer.evaluation.pair_metrics import accuracy_at, f1_at
 from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
+from whysim.indexer.evaluation.topk_verdicts import TOPK_VERDICT_K, best_f1, leave_one_out_hits, precision_recall_f1
 from whysim.indexer.evaluation.verification import pair_scores, verification_metrics, verification_pairs
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.pipeline.embedding import Embedder
 from whysim.indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from whysim.indexer.pipeline.whitening_policy import collection_whitening
 from whysim.indexer.training.collection import LabelledCollection
-from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut
+from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut, default_rule
 
 RETRIEVAL_KS = (1, 5, 10)
 
@@ -69,20 +71,36 @@ def embed_files(branch: SiameseBranch, paths: Sequence[Path], device: torch.devi
     return EmbeddedFiles(vectors, kept, failures)
 
 
-def labelled_metrics(vectors: np.ndarray, labels: Sequence[str], threshold: float) -> dict[str, float]:
+def labelled_metrics(vectors: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    """Retrieval, and the threshold-free separation of the random verification pairs (ROC-AUC)."""
     metrics: dict[str, float] = dict(retrieval_metrics(vectors, labels, ks=RETRIEVAL_KS))
-    metrics.update(verification_metrics(vectors, labels, threshold=threshold))
+    pairs = verification_metrics(vectors, labels)
+    metrics.update(pair_roc_auc=pairs["pair_roc_auc"], pairs=pairs["pairs"])
     return metrics
 
 
-def verdict_metrics(vectors: np.ndarray, labels: Sequence[str], rule: VerdictRule) -> dict[str, float]:
-    """Balanced accuracy of search's verdicts on the verification pairs: at the rule's cut, and at
-    the best cut for this collection."""
-    pairs = verification_pairs(labels)
+def verdict_metrics(vectors: np.ndarray, labels: Sequence[str], rule: VerdictRule,
+                    k: int = TOPK_VERDICT_K) -> dict[str, float]:
+    """Search's verdicts under `rule`, judged against the collection as search judges them:
+    - on the top-k hits of every leave-one-out query, where users meet them: precision, recall and
+      F1 of "similar", the fraction of shown hits called similar, and the best F1 of any single cut
+      on the same hits (an oracle, for reference);
+    - on the random verification pairs: accuracy, F1 and balanced accuracy at the rule's cut, and
+      the best balanced accuracy of any cut."""
     judge = VerdictJudge(Cohort.sample(vectors), rule)
+    hits = leave_one_out_hits(vectors, labels, k)
+    hit_scores = judge.scores(vectors[hits.queries], vectors[hits.hits], hits.similarities)
+    precision, recall, f1 = precision_recall_f1(hit_scores >= rule.cut, hits.same)
+    best_hit_cut, best_hit_f1 = best_f1(hit_scores, hits.same)
+    pairs = verification_pairs(labels)
     scores = judge.scores(vectors[pairs.left], vectors[pairs.right], pair_scores(vectors, pairs))
     cut, best = best_cut(scores, pairs.same)
-    return {"verdict_balanced_accuracy": balanced_accuracy(scores, pairs.same, rule.cut),
+    return {"topk_k": k, "topk_verdict_precision": precision, "topk_verdict_recall": recall, "topk_verdict_f1": f1,
+            "topk_verdict_f1_best": best_hit_f1, "topk_verdict_best_cut": best_hit_cut,
+            "topk_similar_fraction": float((hit_scores >= rule.cut).mean()), "topk_true_match_fraction":
+            float(hits.same.mean()),
+            "pair_accuracy": accuracy_at(scores, pairs.same, rule.cut), "pair_f1": f1_at(scores, pairs.same, rule.cut),
+            "verdict_balanced_accuracy": balanced_accuracy(scores, pairs.same, rule.cut),
             "verdict_balanced_accuracy_best": best, "verdict_best_cut": cut, "verdict_cut": rule.cut}
 
 
@@ -98,10 +116,12 @@ def evaluate(branch: SiameseBranch, collection: LabelledCollection, device: torc
     labels = [distinct.images[position].label for position in embedded.kept]
     transform = collection_whitening(embedded.vectors, whitening)
     vectors = transform.apply(embedded.vectors) if transform is not None else embedded.vectors
-    rule = rule or VerdictRule()
-    metrics = labelled_metrics(vectors, labels, branch.card.threshold)
+    instance = instance_level(embedded.vectors)
+    rule = rule or default_rule(instance)
+    metrics = labelled_metrics(vectors, labels)
     metrics.update(verdict_metrics(vectors, labels, rule))
     return {**metrics, "images": len(labels), "classes": len(set(labels)), "copies_left_out": removed,
             "failed": len(embedded.failures), "model": branch.card.short_name(),
             "whitening": transform.digest() if transform is not None else None,
+            "collection_kind": "instance-level" if instance else "class-level",
             "verdict_rule": rule.to_dict(), "seconds": round(time.perf_counter() - started, 2)}

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from whysim.indexer.catalog.database import open_catalog_engine
 from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.collection_kind import settle_collection_kind
 from whysim.indexer.datadir import DataDir
 from whysim.indexer.pipeline.reconcile import reconcile
 from whysim.indexer.pipeline.runner import INDEX_TYPE_SETTING
@@ -60,6 +61,7 @@ def compact_index(datadir: DataDir, index_type: str | None = None, whitening: st
             if index_type is not None:
                 catalog.set_setting(INDEX_TYPE_SETTING, None if index_type == "auto" else index_type)
             wanted = catalog.get_setting(INDEX_TYPE_SETTING) or choose_index_kind(len(store))
+            settle_collection_kind(catalog, store, always=True)
             rewhitened = settle_whitening(catalog, store, remember_choice(catalog, whitening), always=True)
             rebuilt = rewhitened.converted(wanted) if rewhitened is not store else store.compacted(wanted)
             location.save(rebuilt)

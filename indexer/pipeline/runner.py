@@ -17,6 +17,7 @@ from tqdm import tqdm
 from whysim.indexer.catalog.database import open_catalog_engine
 from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.catalog.schema import ImageStatus
+from whysim.indexer.collection_kind import settle_collection_kind
 from whysim.indexer.datadir import DataDir
 from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
 from whysim.indexer.model.branch import SiameseBranch
@@ -374,6 +375,7 @@ class IndexRun:
                       whitening_choice: str) -> VectorStore:
         """Fits or refits the collection's whitening when the policy says so, then converts the
         index to the wanted type; saves once if either changed the store."""
+        settle_collection_kind(catalog, store)
         settled = settle_whitening(catalog, store, whitening_choice)
         if self.options.index_type != "auto":
             catalog.set_setting(INDEX_TYPE_SETTING, self.options.index_type)

@@ -3,7 +3,8 @@
 Whitening helps instance-level collections (several photos of each room: same-room Recall@1 on
 rooms 0.854 -> 0.902 at 448 px) and hurts collections of broad categories (flowers P@1 0.902 ->
 0.898, P@10 0.848 -> 0.826), so it is fitted only where the collection looks instance-level,
-judged without labels (`instance_level`): an image's best match stands out from its next few.
+judged without labels (whysim.indexer.collection_kind): an image's best match stands out from its
+next few.
 Fitted once a collection has MIN_VECTORS vectors and looks so, refitted when it has grown
 REFIT_GROWTH times past the collection it was fitted on (and on every `compact`), dropped with
 `--whitening off`.
@@ -19,10 +20,9 @@ import logging
 import numpy as np
 
 from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.collection_kind import instance_level
 from whysim.indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
-from whysim.indexer.sampling import sample_rows
 from whysim.indexer.vectors import VectorStore
-from whysim.indexer.verdicts import Cohort
 
 logger = logging.getLogger(__name__)
 
@@ -31,30 +31,6 @@ FITTED_SETTING = "whitening_fit"  # {"digest", "vectors"} of the transform in fo
 WHITENING_CHOICES = ("auto", "off")
 # Refit once the collection is this many times the one the transform was fitted on.
 REFIT_GROWTH = 2.0
-# instance_level: the median gap between an image's best and 5th best match, in units of the
-# spread of its similarities to the collection. Measured (lite0, 448 px, unwhitened): flowers
-# 0.41, rooms 1.47; at 224 px 0.45 and 0.99; at 576 px 0.36 and 1.51.
-GAP_RANK = 5
-INSTANCE_GAP = 0.75
-GAP_SAMPLE = 1000
-
-
-def instance_level(vectors: np.ndarray, sample: int = GAP_SAMPLE, seed: int = 0) -> bool:
-    """Whether a collection of (unwhitened) vectors looks like groups of views of the same things
-    rather than broad categories: for a seeded sample of images, (best - 5th best similarity) /
-    spread of its similarities, median over the sample, >= INSTANCE_GAP."""
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if len(matrix) <= GAP_RANK + 1:
-        return False
-    rows = sample_rows(len(matrix), sample, seed)
-    sims = matrix[rows] @ matrix.T
-    sims[np.arange(len(rows)), rows] = -np.inf  # not itself
-    top = -np.sort(-np.partition(sims, -GAP_RANK, axis=1)[:, -GAP_RANK:], axis=1)
-    _, spread = Cohort.sample(matrix).statistics(matrix[rows])
-    gaps = (top[:, 0] - top[:, GAP_RANK - 1]) / spread
-    return bool(np.median(gaps) >= INSTANCE_GAP)
-
-
 def remember_choice(catalog: Catalog, choice: str | None) -> str:
     """Stores an explicit --whitening choice; returns the one in force."""
     if choice is not None:

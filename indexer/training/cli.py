@@ -114,20 +114,22 @@ def train_command(collection: Path, data_dir: Path, catalog_url: str | None, out
                f"--split-file {report.output / 'split.json'}")
 
 
-def rule_in_force(datadir: DataDir, card: ModelCard) -> VerdictRule:
-    """The verdict rule search would use with this model in this data directory."""
+def fitted_rule_in_force(datadir: DataDir, card: ModelCard) -> VerdictRule | None:
+    """The rule `whysim calibrate` fitted for this model in this data directory, if any (without
+    one, the evaluated collection's own label-free rule applies)."""
     if not datadir.has_catalog():
-        return VerdictRule()
+        return None
     engine = open_catalog_engine(datadir.catalog_url)
     try:
-        return stored_rule(Catalog(engine), card)
+        rule = stored_rule(Catalog(engine), card)
     finally:
         engine.dispose()
+    return rule if rule.fitted else None
 
 
 METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), ("Recall@1", "recall_at_1"),
                ("Recall@5", "recall_at_5"), ("Recall@10", "recall_at_10"), ("pair ROC-AUC", "pair_roc_auc"),
-               ("pair accuracy", "pair_accuracy"), ("pair F1", "pair_f1"), ("threshold", "threshold"))
+               ("pair accuracy", "pair_accuracy"), ("pair F1", "pair_f1"))
 
 
 @click.command("evaluate")
@@ -150,7 +152,8 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                      split_file: Path | None, split_name: str | None, batch_size: int, whitening: str,
                      device: str, workers: int, as_json: bool, progress: bool | None) -> None:
     """Retrieval (leave-one-out P@k, mAP@10, Recall@k), pair verification and search's verdicts on
-    DATA_DIR. Verdicts follow the cut `whysim calibrate` stored in --data-dir for this model, if any."""
+    DATA_DIR: on the top-10 hits of every query, and on random pairs. Verdicts follow the rule
+    `whysim calibrate` stored in --data-dir for this model, if any, else the collection's label-free rule."""
     show = _progress(progress)
     if split_name is not None and split_file is None:
         raise click.UsageError("--split needs --split-file (a training run's split.json)")
@@ -167,7 +170,7 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                            f"{collection}", err=True)
         torch_device = resolve_device(device)
         batch_size = batch_size or (CUDA_BATCH_SIZE if torch_device.type == "cuda" else CPU_BATCH_SIZE)
-        rule = rule_in_force(resolve_data_dir(data_dir, catalog_url), branch.card)
+        rule = fitted_rule_in_force(resolve_data_dir(data_dir, catalog_url), branch.card)
         result = evaluate(branch, labelled, torch_device, batch_size, workers, show, rule, whitening == "auto")
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
@@ -180,10 +183,14 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                f"{int(result['pairs'])} verification pairs")
     for title, key in METRIC_ROWS:
         click.echo(f"  {title:<14} {result[key]:.4f}")
-    click.echo(f"verdicts ({result['verdict_rule']['description']}):")
-    click.echo(f"  balanced accuracy {result['verdict_balanced_accuracy']:.4f} at the cut in force "
-               f"({result['verdict_cut']:.3f}); {result['verdict_balanced_accuracy_best']:.4f} at this "
-               f"collection's best cut ({result['verdict_best_cut']:.3f})")
+    click.echo(f"verdicts: {result['verdict_rule']['description']}")
+    click.echo(f"  on the top-{result['topk_k']} hits of every query: F1 {result['topk_verdict_f1']:.4f} "
+               f"(precision {result['topk_verdict_precision']:.4f}, recall {result['topk_verdict_recall']:.4f}); "
+               f"{result['topk_verdict_f1_best']:.4f} at this collection's best cut; "
+               f"{100 * result['topk_similar_fraction']:.1f}% of the hits called similar, "
+               f"{100 * result['topk_true_match_fraction']:.1f}% true matches")
+    click.echo(f"  on random pairs: balanced accuracy {result['verdict_balanced_accuracy']:.4f} "
+               f"({result['verdict_balanced_accuracy_best']:.4f} at this collection's best cut)")
 
 
 COMMANDS = [train_command, evaluate_command]

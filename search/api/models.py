@@ -278,17 +278,30 @@ class Hit(ImageLinks):
     verdict: Literal["similar", "dissimilar"] | None = Field(
         description="The collection's verdict on the pair (see the response's verdict_rule).")
     verdict_score: float | None = Field(description="The collection-normalised score the rule's cut applies to.")
+    match: float | None = Field(ge=0, le=1, description="Match strength, 0..1: the figure to show. 0.5 at the "
+                                                        "rule's cut, so the verdict is similar exactly when it is "
+                                                        ">= 0.5; it means the same on every collection.")
 
 
 class VerdictRule(ResponseModel):
     """How verdicts are made: a cut on the collection-normalised score (docs/explanations.md "Verdicts")."""
 
     kind: Literal["default", "fitted", "cosine"] = Field(
-        description="default: the label-free cut; fitted: fitted by `whysim calibrate` on this collection's "
-                    "labelled pairs; cosine: a cosine cut (no collection to judge against).")
+        description="default: the label-free rule for the collection's kind; fitted: fitted by `whysim "
+                    "calibrate` on this collection's labelled images; cosine: a cosine cut (no collection to "
+                    "judge against).")
     cut: float
     fitted: bool
-    description: str
+    description: str = Field(description="In plain words: what similar means here and where the rule comes from.")
+    normalisation: Literal["s-norm", "as-norm", "cosine"] | None = Field(
+        default=None, description="s-norm: against the whole collection (class-level collections); as-norm: "
+                                  "against each side's most similar photos (instance-level collections).")
+    top: int | None = Field(default=None, description="as-norm: how many of each side's most similar photos.")
+    spread: float | None = Field(default=None, description="How fast the match strength moves around the cut.")
+    collection: str | None = Field(default=None, description="The kind of collection: class-level or "
+                                                             "instance-level.")
+    hits: int | None = None
+    f1: float | None = None
     pairs: int | None = None
     balanced_accuracy: float | None = None
     source: str | None = None
@@ -369,6 +382,11 @@ class Match(ResponseModel):
                                            "ordered by it, largest first.")
     query_cells: list[int] = Field(description="The query region's cells, row-major indexes into query_grid.")
     hit_cells: list[int] = Field(description="The hit region's cells, row-major indexes into hit_grid.")
+    supports: bool = Field(description="True when the pair adds to the similarity (evidence for the match), "
+                                       "false when it takes from it (evidence against).")
+    evidence_share: float = Field(ge=0, le=1, description="The pair's part of all the evidence on its side: of "
+                                                          "every cell pair's positive contribution when it supports "
+                                                          "the match, else of every negative one.")
 
 
 class Correspondence(ResponseModel):
@@ -391,6 +409,8 @@ class ExplainResponse(ResponseModel):
     verdict: Literal["similar", "dissimilar"]
     threshold: float = Field(description="The cut the verdict applied to verdict_score.")
     verdict_score: float
+    match: float = Field(ge=0, le=1, description="Match strength, 0..1 (>= 0.5 exactly when similar): the figure "
+                                                 "to show; see Hit.match.")
     verdict_rule: VerdictRule
     method: str = Field(description="How the maps were made: gradcam (the default) or contribution.")
     matches: list[Match] = Field(description="Pairs of matched regions: the hit's regions that add the most "

@@ -301,6 +301,7 @@ def explain() -> Response:
     return json_response(models.ExplainResponse(
         similarity=round(explanation.similarity, 6), verdict=explanation.verdict,
         threshold=explanation.threshold, verdict_score=round(explanation.verdict_score, 4),
+        match=round(explanation.match, 4),
         verdict_rule=models.VerdictRule(**(explanation.rule or {})),
         query=models.ExplainedQuery(key=pair.query.key, **_side_urls(pair, "query", query_url)),
         hit=models.ExplainedHit(id=pair.hit_id, **_side_urls(pair, "hit", url_for(

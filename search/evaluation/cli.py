@@ -21,7 +21,7 @@ from whysim.indexer.imaging import ImageRejected
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.whitening import Whitening
 from whysim.indexer.pipeline.embedding import Embedder, resolve_device
-from whysim.indexer.verdicts import VerdictJudge
+from whysim.indexer.verdicts import VerdictJudge, match_percent
 from whysim.search.evaluation.correspondence_faithfulness import (
     BOX_FILLS,
     DEFAULT_BOX_FILL,
@@ -87,6 +87,7 @@ def explanation_summary(explanation: PairExplanation) -> dict[str, Any]:
         "verdict": explanation.verdict,
         "threshold": explanation.threshold,
         "verdict_score": explanation.verdict_score,
+        "match": explanation.match,
         "verdict_rule": explanation.rule,
         "factual": f"evidence for the verdict '{explanation.verdict}'",
         "counterfactual": f"evidence against the verdict '{explanation.verdict}'",
@@ -145,13 +146,14 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
     if as_json:
         echo_json(summary)
         return
-    click.echo(f"similarity {explanation.similarity:.4f} (cosine): {explanation.verdict}, "
-               f"score {explanation.verdict_score:.3f} against cut {explanation.threshold:.3f} "
-               f"(model {summary['model']})")
+    click.echo(f"match {match_percent(explanation.match)}%: {explanation.verdict} "
+               f"(50% and up is similar; cosine similarity {explanation.similarity:.4f}; model {summary['model']})")
     click.echo(f"verdict rule: {explanation.rule['description'] if explanation.rule else '-'}")
     click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
     for match in matches:
-        click.echo(f"match {match.rank}: A {match.query_box} ~ B {match.hit_box}, {match.share:.1%} of the similarity")
+        direction = "for" if match.supports else "against"
+        click.echo(f"region pair {match.rank}: A {match.query_box} ~ B {match.hit_box}, "
+                   f"{match.evidence_share:.1%} of the evidence {direction} the match")
     click.echo(f"panel: {output}")
 
 

@@ -180,6 +180,12 @@ class RegionPair:
     contribution: float  # the summed contributions of all cell pairs between the two regions
     share: float  # contribution / similarity
     distinctive: float  # what the hit region adds beyond the collection (D_B): the order of the pairs
+    evidence_share: float  # of all the evidence on its side (for or against the match): 0..1
+
+    @property
+    def supports(self) -> bool:
+        """Whether the pair adds to the similarity (evidence for the match) or takes from it."""
+        return self.contribution >= 0
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,15 @@ class Correspondence:
         """Each pair's share of the similarity; they sum to 1 (undefined at similarity 0)."""
         return self.contributions / self.similarity
 
+    def evidence_share(self, contribution: float) -> float:
+        """A contribution's share of all the evidence on its side: of the sum of every positive cell
+        pair (evidence for the match) when it is positive, else of the sum of every negative one.
+        Always within 0..1, unlike the share of the similarity, which a small or negative similarity
+        blows up (a region pair of a non-matching pair can be "-138% of the similarity")."""
+        side = self.contributions[self.contributions > 0] if contribution >= 0 else self.contributions[self.contributions < 0]
+        total = float(np.abs(side).sum())
+        return min(abs(contribution) / total, 1.0) if total > 0 else 0.0
+
     def top_regions(self, count: int = DEFAULT_MATCHES, window: int | None = None) -> list[RegionPair]:
         """Up to `count` pairs of square regions (window x window cells, default region_window),
         hit regions ranked by what they add beyond the collection (hit_distinctive), each with the
@@ -224,7 +239,7 @@ class Correspondence:
             contribution = float(sums[qr, qc, hr, hc])
             found.append(RegionPair(Region(int(qr), int(qc), side), Region(int(hr), int(hc), side), contribution,
                                     contribution / similarity if similarity != 0 else 0.0,
-                                    float(hit_scores[hr, hc])))
+                                    float(hit_scores[hr, hc]), self.evidence_share(contribution)))
             _rule_out(query_free, qr, qc, side)
             _rule_out(hit_free, hr, hc, side)
         return found
@@ -325,12 +340,18 @@ class BoxMatch:
     distinctive: float
     query_cells: list[int]
     hit_cells: list[int]
+    evidence_share: float  # of all the evidence for (supports) or against the match: 0..1
+
+    @property
+    def supports(self) -> bool:
+        return self.contribution >= 0
 
     def to_dict(self) -> dict[str, object]:
         return {"rank": self.rank, "query_box": self.query_box, "hit_box": self.hit_box,
                 "share": round(self.share, 6), "contribution": round(self.contribution, 6),
                 "distinctive": round(self.distinctive, 6), "query_cells": self.query_cells,
-                "hit_cells": self.hit_cells}
+                "hit_cells": self.hit_cells, "supports": self.supports,
+                "evidence_share": round(self.evidence_share, 6)}
 
 
 def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
@@ -338,7 +359,8 @@ def box_matches(correspondence: Correspondence, count: int, query_size: tuple[in
     """The top `count` region pairs with their boxes; sizes are (width, height) of the originals."""
     query_grid, hit_grid = correspondence.query_grid, correspondence.hit_grid
     return [BoxMatch(rank, pair.query.box(query_grid, *query_size), pair.hit.box(hit_grid, *hit_size), pair.share,
-                     pair.contribution, pair.distinctive, pair.query.cells(query_grid), pair.hit.cells(hit_grid))
+                     pair.contribution, pair.distinctive, pair.query.cells(query_grid), pair.hit.cells(hit_grid),
+                     pair.evidence_share)
             for rank, pair in enumerate(correspondence.top_regions(count), start=1)]
 
 

@@ -53,7 +53,7 @@ from torch import nn
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.pooling import AveragePool, GeMPool
 from whysim.indexer.model.whitening import Whitening
-from whysim.indexer.verdicts import VerdictJudge
+from whysim.indexer.verdicts import COSINE_SPREAD, Verdict, VerdictJudge, match_strength
 from whysim.search.explain.correspondence import Correspondence, PositionTerms, pair_correspondences, position_terms
 
 MAP_EPSILON = 1e-7
@@ -85,12 +85,14 @@ class PairExplanation:
     method: str = GRAD_CAM
     verdict_score: float = 0.0  # what the cut applies to: the collection-normalised score, or the cosine
     rule: dict[str, object] | None = None  # the rule that made the verdict (VerdictRule.to_dict() or a cosine cut)
+    match: float = 0.5  # the match strength, 0..1 (>= 0.5 exactly when the verdict is similar)
 
 
 def cosine_rule(threshold: float) -> dict[str, object]:
     """The rule used without a collection to judge against: the model card's cosine cut."""
-    return {"kind": "cosine", "cut": threshold, "fitted": False,
-            "description": f"cosine cut {threshold:.3f} of the model card (no indexed collection to judge against)"}
+    return {"kind": "cosine", "cut": threshold, "fitted": False, "normalisation": "cosine", "spread": COSINE_SPREAD,
+            "description": "similar when the cosine similarity of the two images reaches the model's own cut "
+                           "(no indexed collection to judge against)"}
 
 
 def _normalise(cams: torch.Tensor) -> torch.Tensor:
@@ -303,23 +305,26 @@ class PairExplainer:
         vectors = F.normalize(self.tail.head(pooled), dim=-1, eps=1e-12)
         return self.whitening.torch_apply(vectors) if self.whitening is not None else vectors
 
-    def verdicts(self, found: PairPass,
-                 judge: VerdictJudge | None) -> tuple[torch.Tensor, list[float], float, dict[str, object]]:
-        """(sign per pair, the score the cut applied to, the cut, the rule): the one place verdicts are made."""
+    def verdicts(self, found: PairPass, judge: VerdictJudge | None) -> tuple[torch.Tensor, list[Verdict], float,
+                                                                             dict[str, object]]:
+        """(sign per pair, the verdicts, the cut, the rule): the one place verdicts are made."""
         similarity = found.similarity
         if judge is None:
-            sign = torch.where(similarity >= self.threshold, 1.0, -1.0)
-            return sign, [float(s) for s in similarity], self.threshold, cosine_rule(self.threshold)
-        verdicts = judge.judge(found.query_vector.float().cpu().numpy(), found.hit_vectors.float().cpu().numpy(),
-                               similarity.cpu().numpy())
+            verdicts = [Verdict(s >= self.threshold, s, s, match_strength(s, self.threshold, COSINE_SPREAD))
+                        for s in map(float, similarity)]
+            cut, rule = self.threshold, cosine_rule(self.threshold)
+        else:
+            verdicts = judge.judge(found.query_vector.float().cpu().numpy(), found.hit_vectors.float().cpu().numpy(),
+                                   similarity.cpu().numpy())
+            cut, rule = judge.rule.cut, judge.rule.to_dict()
         sign = torch.tensor([1.0 if v.similar else -1.0 for v in verdicts], dtype=similarity.dtype,
                             device=similarity.device)
-        return sign, [v.score for v in verdicts], judge.rule.cut, judge.rule.to_dict()
+        return sign, verdicts, cut, rule
 
     def explain_feature_maps(self, query_fmap: torch.Tensor, hit_fmaps: torch.Tensor,
                              judge: VerdictJudge | None = None) -> list[PairExplanation]:
         found = self.pair_pass(query_fmap, hit_fmaps, judge.cohort.mean_vector if judge is not None else None)
-        sign, scores, cut, rule = self.verdicts(found, judge)
+        sign, verdicts, cut, rule = self.verdicts(found, judge)
         query_factual, query_counter = _side_maps(found.query_raw, sign)
         hit_factual, hit_counter = _side_maps(found.hit_raw, sign)
         return [
@@ -331,8 +336,9 @@ class PairExplainer:
                 hit=SideMaps(hit_factual[i].cpu().numpy(), hit_counter[i].cpu().numpy()),
                 correspondence=found.correspondences[i],
                 method=self.method,
-                verdict_score=scores[i],
+                verdict_score=verdicts[i].score,
                 rule=rule,
+                match=verdicts[i].match,
             )
             for i in range(len(found.correspondences))
         ]

@@ -6,6 +6,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from whysim.indexer.verdicts import match_percent
 from whysim.search.explain.correspondence import DEFAULT_MATCHES, BoxMatch, box_matches
 from whysim.search.explain.gradcam import PairExplanation, upsample_map
 
@@ -96,7 +97,7 @@ def draw_matches(panel: Image.Image, query: Image.Image, hit: Image.Image, expla
 def explanation_panel(query: Image.Image, hit: Image.Image, explanation: PairExplanation,
                       side: int = 256, opacity: float = DEFAULT_OPACITY, matches: int = DEFAULT_MATCHES) -> Image.Image:
     """A title; the top matched regions (query and hit side by side, numbered boxes joined by
-    lines, and each pair's share of the similarity); then two rows (query, hit) x three
+    lines, and each pair's share of the evidence for or against the match); then two rows (query, hit) x three
     columns (image, factual, counterfactual), one caption under each picture."""
     title_font, caption_font = _font(TITLE_SIZE), _font(CAPTION_SIZE)
     query_fit, hit_fit = _fit(query, side), _fit(hit, side)
@@ -106,8 +107,8 @@ def explanation_panel(query: Image.Image, hit: Image.Image, explanation: PairExp
     panel = Image.new("RGB", (3 * side + 4 * PAD, row_tops[1] + hit_fit.height + CAPTION_H + PAD), "white")
     draw = ImageDraw.Draw(panel)
     verdict = explanation.verdict
-    draw.text((PAD, PAD), f"Similarity {explanation.similarity:.3f}: {verdict} "
-                          f"(threshold {explanation.threshold:.2f})", fill="black", font=title_font)
+    draw.text((PAD, PAD), f"Match {match_percent(explanation.match)}%: {verdict} (50% and up is similar; "
+                          f"cosine {explanation.similarity:.3f})", fill="black", font=title_font)
 
     draw.text((PAD, TITLE_H + 2), "Matched regions: query (left) and hit (right)", fill="black", font=caption_font)
     found = draw_matches(panel, query_fit, hit_fit, explanation, (PAD, matches_top), MATCH_GAP, matches)
@@ -116,7 +117,8 @@ def explanation_panel(query: Image.Image, hit: Image.Image, explanation: PairExp
         y = matches_top + index * (CAPTION_SIZE + 8)
         colour = MATCH_COLOURS[(match.rank - 1) % len(MATCH_COLOURS)]
         draw.rectangle([legend_left, y + 2, legend_left + 12, y + 14], fill=colour, outline="black")
-        draw.text((legend_left + 18, y), f"{match.rank}: {match.share:.1%} of the similarity",
+        direction = "for" if match.supports else "against"
+        draw.text((legend_left + 18, y), f"{match.rank}: {match.evidence_share:.0%} of the evidence {direction}",
                   fill="black", font=caption_font)
     draw.text((PAD, maps_top - CAPTION_H), f"Maps ({explanation.method}): evidence for and against the verdict",
               fill="black", font=caption_font)

@@ -9,6 +9,7 @@ from whysim.indexer.cli_support import data_dir_options, echo_json
 from whysim.indexer.datadir import resolve_data_dir
 from whysim.indexer.imaging import ImageRejected
 from whysim.indexer.model.loading import ModelLoadError
+from whysim.indexer.verdicts import match_percent
 from whysim.search.serving.engine import IndexNotReady, NotSearchable, SearchEngine, SearchPage, UnknownImage
 
 SEARCH_ERRORS = (IndexNotReady, UnknownImage, NotSearchable, ImageRejected, ModelLoadError, OSError)
@@ -19,13 +20,13 @@ def print_table(page: SearchPage) -> None:
         click.echo("no hits")
         return
     label_width = max(5, *(len(hit.image.label or "") for hit in page.hits))
-    click.echo(f"{'rank':>4}  {'cosine':>6}  {'verdict':<10}  {'z':>6}  {'id':>7}  {'label':<{label_width}}  path")
+    click.echo(f"{'rank':>4}  {'match':>5}  {'verdict':<10}  {'cosine':>6}  {'id':>7}  {'label':<{label_width}}  path")
     for rank, hit in enumerate(page.hits, start=page.offset + 1):
         label = hit.image.label or "-"
         verdict = hit.verdict
-        judged = (f"{'similar' if verdict.similar else 'dissimilar':<10}  {verdict.score:>6.2f}" if verdict
-                  else f"{'-':<10}  {'-':>6}")
-        click.echo(f"{rank:>4}  {hit.score:>6.3f}  {judged}  {hit.id:>7}  {label:<{label_width}}  {hit.image.path}")
+        judged = (f"{match_percent(verdict.match):>4}%  {'similar' if verdict.similar else 'dissimilar':<10}"
+                  if verdict else f"{'-':>5}  {'-':<10}")
+        click.echo(f"{rank:>4}  {judged}  {hit.score:>6.3f}  {hit.id:>7}  {label:<{label_width}}  {hit.image.path}")
     if page.next_offset is not None:
         click.echo(f"more: --offset {page.next_offset}")
 
@@ -39,7 +40,8 @@ def print_table(page: SearchPage) -> None:
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Hits to skip (paging).")
 @click.option("--min-score", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Leave out hits whose cosine similarity is lower.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [{"id", "path", "label", "score"}, ...]}.')
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"hits": [{"id", "path", "label", "score", "verdict", "verdict_score", "match"}, ...]}.')
 def search_command(image: Path | None, image_id: int | None, data_dir: Path, catalog_url: str | None, k: int,
                    offset: int, min_score: float | None, as_json: bool) -> None:
     """Find the indexed images most similar to IMAGE (a file), or to an indexed image (--id)."""
@@ -64,7 +66,8 @@ def search_command(image: Path | None, image_id: int | None, data_dir: Path, cat
                    "verdict_rule": rule.to_dict()})
     else:
         print_table(page)
-        click.echo(f"verdicts: {rule.describe()}")
+        click.echo(f"match: how strongly each hit matches the query, the same scale on every collection "
+                   f"(50% and up: similar); verdicts: {rule.describe()}")
 
 
 COMMANDS = [search_command]

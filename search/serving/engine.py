@@ -82,7 +82,8 @@ class Hit:
         return {"id": self.image.id, "path": self.image.path, "label": self.image.label,
                 "score": round(self.score, 6),
                 "verdict": None if verdict is None else ("similar" if verdict.similar else "dissimilar"),
-                "verdict_score": None if verdict is None else round(verdict.score, 4)}
+                "verdict_score": None if verdict is None else round(verdict.score, 4),
+                "match": None if verdict is None else round(verdict.match, 4)}
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,16 @@ def test_table_lists_k_hits_without_the_query(built_index, collection, images) -
     result = search(str(collection / query.path), "-k", "4", *location(built_index))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["rank", "cosine", "verdict", "z", "id", "label", "path"]
+    assert lines[0].split() == ["rank", "match", "verdict", "cosine", "id", "label", "path"]
     rows = [line.split() for line in lines[1:5]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4"]
+    # The match strength in whole percent decides the verdict: 50% and up is similar.
+    assert all((int(row[1].rstrip("%")) >= 50) == (row[2] == "similar") for row in rows)
     assert all(row[2] in ("similar", "dissimilar") for row in rows)
     assert all(row[6] in images and images[row[6]].id == int(row[4]) for row in rows)
     assert query.path not in result.output.split("\n", 1)[1]
     assert lines[5] == "more: --offset 4"
-    assert lines[6].startswith("verdicts: default cut")
+    assert lines[6].startswith("match: how strongly each hit matches the query") and "verdicts: similar when" in lines[6]
 
 
 def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
@@ -36,7 +38,8 @@ def test_json_prints_the_hits_contract(built_index, collection, images) -> None:
     payload = json.loads(result.stdout)
     hits = payload["hits"]
     assert len(hits) == 3
-    assert all(set(hit) == {"id", "path", "label", "score", "verdict", "verdict_score"} for hit in hits)
+    assert all(set(hit) == {"id", "path", "label", "score", "verdict", "verdict_score", "match"} for hit in hits)
+    assert all((hit["match"] >= 0.5) == (hit["verdict"] == "similar") for hit in hits)
     assert all(hit["verdict"] in ("similar", "dissimilar") for hit in hits)
     assert payload["verdict_rule"]["kind"] == "default"
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)

@@ -82,7 +82,20 @@ def test_pointing_at_a_query_region_lights_up_its_match_in_the_hit(page: Page, p
         expect(boxes).to_have_count(5)
         expect(boxes.first).to_have_text("1")
     expect(page.locator("#match-row .match-links line")).to_have_count(5)
-    expect(page.locator("#match-list li").first).to_have_text(f"1: {100 * matches[0]['share']:.1f}% of the similarity")
+    # Every pair is listed once, under "for" or "against" the match, in drawing order, with its part of
+    # what that list carries (0-100 %, adding up to 100 %), never a share of the similarity that a small
+    # one inflates; the tooltip gives its part of all the evidence on that side.
+    for supports, group in ((True, "#match-for"), (False, "#match-against")):
+        members = [match for match in matches if match["supports"] == supports]
+        items = page.locator(f"{group} li")
+        expect(items).to_have_count(len(members))
+        carried = sum(match["evidence_share"] for match in members)
+        for item, match in zip(items.all(), members):
+            assert 0 <= match["evidence_share"] <= 1
+            word = "for" if supports else "against"
+            expect(item).to_have_text(f"{match['rank']}: {100 * match['evidence_share'] / carried:.0f}%")
+            expect(item).to_have_attribute("title", f"{100 * match['evidence_share']:.1f}% of all the evidence {word} "
+                                                    f"the match")
     hit_box_one = page.locator('#match-row .match-figure[data-side="hit"] .match-box[data-rank="1"]')
     assert same_rect(hit_box_one.bounding_box(), page.locator(
         '#match-row .match-figure[data-side="hit"] .match-box').first.bounding_box())

@@ -4,6 +4,7 @@ gallery, paging, error and empty states, and a phone-sized viewport. Screenshots
 test-artifacts/."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ READ_HITS = """cards => cards.map(card => {
     const image = card.querySelector('.thumb img');
     return {id: Number(card.dataset.id), rank: Number(card.dataset.rank),
             score: card.querySelector('.score-value').textContent,
+            details: card.querySelector('.score-row').title,
             bar: card.querySelector('.score-fill').style.width,
             name: card.querySelector('.hit-name').textContent, label: card.querySelector('.chip').textContent,
             alt: image.alt};
@@ -93,11 +95,13 @@ def test_an_upload_shows_k_ranked_results(page: Page, server: LiveServer, artifa
     expected = server.upload(query, 5)
     assert ids(hits) == ids(expected["hits"]) and [hit["rank"] for hit in hits] == [1, 2, 3, 4, 5]
     for shown, hit in zip(hits, expected["hits"]):
-        assert shown["score"] == f"{hit['score']:.3f}"
-        assert float(shown["bar"].rstrip("%")) == pytest.approx(max(0.0, min(1.0, hit["score"])) * 100, abs=0.051)
+        # One figure that reads the same on every collection, the bar following it; the cosine in the details.
+        assert shown["score"] == f"{math.floor(100 * hit['match'])}% match"
+        assert float(shown["bar"].rstrip("%")) == pytest.approx(hit["match"] * 100, abs=0.051)
+        assert f"cosine similarity {hit['score']:.3f}" in shown["details"] and "50% and up: similar" in shown["details"]
         assert shown["name"] == file_name(hit["path"]) and shown["label"] == hit["label"]
         assert shown["alt"] == f"Result {hit['rank']}: {file_name(hit['path'])} ({hit['label']})"
-    scores = [float(hit["score"]) for hit in hits]
+    scores = [hit["score"] for hit in expected["hits"]]
     assert scores == sorted(scores, reverse=True)
 
     page.wait_for_function(ALL_THUMBNAILS_LOADED)
@@ -159,15 +163,21 @@ def test_explain_shows_factual_and_counterfactual_maps_of_query_and_hit(page: Pa
     assert all(overlay["size"] == [96, 72] and "style=heatmap" in overlay["src"] for overlay in overlays)
     assert page.eval_on_selector_all("#explain-dialog .map-base", "images => images.map(i => i.naturalWidth)") == [96] * 4
     verdict = explanation["verdict"]
-    expect(page.locator("#verdict-badge")).to_have_text(verdict)
-    expect(page.locator("#verdict-score")).to_have_text(
-        f"cosine {explanation['similarity']:.3f} · score {explanation['verdict_score']:.2f}")
-    expect(page.locator("#verdict-text")).to_contain_text(f"The model calls this pair {verdict}")
-    expect(page.locator("#verdict-text")).to_contain_text("the default cut (no labels: fit one with whysim calibrate)")
-    # Each hit shows the same verdict as its explanation, and the page says which rule made it.
-    expect(page.locator(f".hit[data-id='{hit['id']}'] .hit-verdict")).to_have_text(hit["verdict"])
-    expect(page.locator("#verdict-rule")).to_contain_text("Verdicts: default cut")
-    expect(page.locator("#factual-sentence")).to_have_text(f"Regions that support the model's verdict ({verdict}).")
+    called = "similar" if verdict == "similar" else "not similar"
+    percent = math.floor(100 * explanation["match"])
+    expect(page.locator("#verdict-badge")).to_have_text(called)
+    expect(page.locator("#verdict-score")).to_have_text(f"{percent}% match")
+    # One plain sentence: no score next to a cut on another scale, no jargon, no markdown.
+    sentence = page.locator("#verdict-text").inner_text()
+    assert sentence.startswith(f"whysim calls these two images {called}: they match at {percent}%, "
+                               f"and 50% or more means similar.")
+    assert not re.search(r"(cut|threshold)\D{0,12}\d|`|normalised|factual", sentence), sentence
+    # Each hit shows the same verdict and figure as its explanation, and the page says which rule made it.
+    expect(page.locator(f".hit[data-id='{hit['id']}'] .hit-verdict")).to_have_text(
+        "similar" if hit["verdict"] == "similar" else "not similar")
+    expect(page.locator(f".hit[data-id='{hit['id']}'] .score-value")).to_have_text(f"{percent}% match")
+    expect(page.locator("#verdict-rule")).to_contain_text("Verdicts: similar when")
+    expect(page.locator("#factual-sentence")).to_have_text(f"Regions that support the verdict ({called}).")
     expect(page.locator("#counterfactual-sentence")).to_contain_text("Regions that argue against it")
     expect(page.locator("#query-column")).to_have_text("Query: query.jpg (uploaded)")
     expect(page.locator("#hit-column")).to_have_text(f"Hit #1: {hits[0]['name']}")

@@ -4,9 +4,10 @@
 import * as api from "./api.js";
 import { byId, fileName, loaded } from "./dom.js";
 import { createMatches } from "./matches.js";
+import { matchPercent } from "./results.js";
 import { explainError } from "./message.js";
 
-const OPPOSITE = { similar: "dissimilar", dissimilar: "similar" };
+const OPPOSITE = { similar: "not similar", dissimilar: "similar" };
 // An empty map is a finding, not a failure: nothing on that side pulls that way. "Empty" as
 // in the CLI's panel (search/explain/overlays.py EMPTY_MAP_PEAK): a peak below 1e-3 of the scale.
 const EMPTY_MAP_PEAK = 1e-3;
@@ -19,18 +20,14 @@ function isEmptyMap(grid) {
   return Array.isArray(grid) && grid.every((row) => row.every((value) => value < EMPTY_MAP_PEAK));
 }
 
-function verdictSentence(body) {
-  const relation = body.verdict_score >= body.threshold ? "at or above" : "below";
-  const rule = body.verdict_rule || {};
-  if (rule.kind === "cosine") {
-    return `The model calls this pair ${body.verdict}: their cosine similarity ${body.similarity.toFixed(3)} is `
-      + `${relation} the model's cut of ${body.threshold.toFixed(2)}.`;
-  }
-  const source = rule.fitted ? "the cut fitted on this collection's labelled pairs"
-    : "the default cut (no labels: fit one with whysim calibrate)";
-  return `The model calls this pair ${body.verdict}: for this collection their similarity is unusual by `
-    + `${body.verdict_score.toFixed(2)} (cosine ${body.similarity.toFixed(3)}), ${relation} ${source} `
-    + `of ${body.threshold.toFixed(2)}.`;
+// One plain sentence: what the verdict is, the match strength that decided it, and what "similar"
+// means for this collection (the rule's own words). No scores next to cuts on another scale.
+export function verdictSentence(body) {
+  const percent = matchPercent(body.match);
+  const called = body.verdict === "similar" ? "similar" : "not similar";
+  const meaning = (body.verdict_rule || {}).description;
+  return `whysim calls these two images ${called}: they match at ${percent}%, and 50% or more means similar.`
+    + (meaning ? ` ${meaning.charAt(0).toUpperCase()}${meaning.slice(1)}.` : "");
 }
 
 export function createExplainer() {
@@ -89,11 +86,13 @@ export function createExplainer() {
   }
 
   function fill(body) {
-    badge.textContent = body.verdict;
+    badge.textContent = body.verdict === "similar" ? "similar" : "not similar";
     badge.dataset.verdict = body.verdict;
-    score.textContent = `cosine ${body.similarity.toFixed(3)} · score ${body.verdict_score.toFixed(2)}`;
+    score.textContent = `${matchPercent(body.match)}% match`;
+    score.title = `cosine similarity ${body.similarity.toFixed(3)}`;
     text.textContent = verdictSentence(body);
-    byId("factual-sentence").textContent = `Regions that support the model's verdict (${body.verdict}).`;
+    const called = body.verdict === "similar" ? "similar" : "not similar";
+    byId("factual-sentence").textContent = `Regions that support the verdict (${called}).`;
     byId("counterfactual-sentence").textContent =
       `Regions that argue against it (they point towards ${OPPOSITE[body.verdict] || "the other verdict"}).`;
     for (const figure of figures) showFigure(figure, body[figure.dataset.side], body.raw?.[figure.dataset.side]);

@@ -30,7 +30,9 @@ function cellBox(cell, [rows, columns], [width, height]) {
 
 export function createMatches() {
   const row = byId("match-row");
-  const list = byId("match-list");
+  // Pairs that add to the similarity and pairs that take from it, each with its share of all the
+  // evidence on that side (0-100 %), in the order they are drawn.
+  const groups = { true: byId("match-for"), false: byId("match-against") };
   const links = row.querySelector(".match-links");
   const figures = Object.fromEntries(Array.from(row.querySelectorAll(".match-figure"))
     .map((figure) => [figure.dataset.side, figure]));
@@ -38,7 +40,10 @@ export function createMatches() {
 
   function clear() {
     shown = null;
-    list.replaceChildren();
+    for (const group of Object.values(groups)) {
+      group.hidden = true;
+      group.querySelector(".match-list").replaceChildren();
+    }
     links.replaceChildren();
     for (const figure of Object.values(figures)) {
       figure.querySelector(".match-boxes").replaceChildren();
@@ -125,12 +130,23 @@ export function createMatches() {
   async function show(body, images) {
     shown = body;
     // Colours go through the CSSOM: the page's Content-Security-Policy refuses style attributes.
-    list.replaceChildren(...body.matches.map((match) => {
-      const swatch = el("span", { class: "match-swatch" });
-      swatch.style.background = colour(match);
-      return el("li", { "data-rank": match.rank }, swatch,
-        `${match.rank}: ${(100 * match.share).toFixed(1)}% of the similarity`);
-    }));
+    for (const [supports, group] of Object.entries(groups)) {
+      const members = body.matches.filter((match) => String(match.supports) === supports);
+      const carried = members.reduce((sum, match) => sum + match.evidence_share, 0);
+      const side = supports === "true" ? "for" : "against";
+      group.hidden = members.length === 0;
+      // Each pair's part of what the listed pairs carry (the list adds up to 100%); the tooltip
+      // gives its part of all the evidence on that side, spread over every pair of cells.
+      group.querySelector(".match-list").replaceChildren(...members.map((match) => {
+        const swatch = el("span", { class: "match-swatch" });
+        swatch.style.background = colour(match);
+        const part = carried > 0 ? (100 * match.evidence_share) / carried : 100 / members.length;
+        return el("li", {
+          "data-rank": match.rank,
+          title: `${(100 * match.evidence_share).toFixed(1)}% of all the evidence ${side} the match`,
+        }, swatch, `${match.rank}: ${part.toFixed(0)}%`);
+      }));
+    }
     for (const side of ["query", "hit"]) {
       const figure = figures[side];
       const image = figure.querySelector(".match-image");

@@ -3,14 +3,30 @@ import { byId, el, fileName, plural } from "./dom.js";
 
 const SKELETONS_MAX = 12;
 
-function scoreBar(score) {
-  const fraction = Math.max(0, Math.min(1, score));
+// The match strength, as a whole percentage rounded down (as whysim.indexer.verdicts.match_percent):
+// 50% and up is always "similar".
+export function matchPercent(match) {
+  return Math.floor(100 * match);
+}
+
+function matchBar(match) {
   const bar = el("span", { class: "score-fill" });
-  bar.style.width = `${(fraction * 100).toFixed(1)}%`;
+  bar.style.width = `${(Math.max(0, Math.min(1, match)) * 100).toFixed(1)}%`;
   return el("span", {
-    class: "score-bar", role: "meter", "aria-label": "similarity", "aria-valuemin": "0", "aria-valuemax": "1",
-    "aria-valuenow": score.toFixed(3),
-  }, bar);
+    class: "score-bar", role: "meter", "aria-label": "match strength", "aria-valuemin": "0", "aria-valuemax": "100",
+    "aria-valuenow": String(matchPercent(match)),
+  }, bar, el("span", { class: "score-mid", "aria-hidden": "true" }));
+}
+
+function scoreRow(hit) {
+  const details = `cosine similarity ${hit.score.toFixed(3)}`;
+  if (hit.match === null || hit.match === undefined) {
+    return el("div", { class: "score-row" }, el("span", { class: "score-value", text: hit.score.toFixed(3), title: details }));
+  }
+  return el("div", { class: "score-row", title: `Match strength: how strongly this result matches the query, on the `
+      + `same scale for every collection (50% and up: similar). ${details}.` },
+    el("span", { class: "score-value", text: `${matchPercent(hit.match)}% match` }),
+    matchBar(hit.match));
 }
 
 function hitCard(hit, actions) {
@@ -25,12 +41,9 @@ function hitCard(hit, actions) {
       image, el("span", { class: "thumb-fallback", text: "preview unavailable" })),
     el("span", { class: "rank", text: `#${hit.rank}` }),
     el("div", { class: "hit-body" },
-      el("div", { class: "score-row" },
-        el("span", { class: "score-value", text: hit.score.toFixed(3), title: "cosine similarity to the query" }),
-        scoreBar(hit.score)),
+      scoreRow(hit),
       hit.verdict ? el("p", {
-        class: "hit-verdict", "data-verdict": hit.verdict, text: hit.verdict,
-        title: `verdict: collection-normalised score ${hit.verdict_score.toFixed(2)}`,
+        class: "hit-verdict", "data-verdict": hit.verdict, text: hit.verdict === "similar" ? "similar" : "not similar",
       }) : null,
       el("p", { class: "hit-name", title: hit.path, text: name }),
       hit.label ? el("p", { class: "chip", text: hit.label }) : el("p", { class: "chip chip-empty", text: "no label" }),
