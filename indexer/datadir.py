@@ -11,6 +11,7 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "whysim-data"
 DATA_DIR_ENV = "WHYSIM_DATA_DIR"
 CATALOG_URL_ENV = "WHYSIM_CATALOG_URL"
+VECTOR_STORE_ENV = "WHYSIM_VECTOR_STORE"  # --vector-store (indexer/vector_stores/choice.py)
 
 
 class DataDirLocked(RuntimeError):

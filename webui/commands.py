@@ -131,6 +131,3 @@ def serve_metrics(app: Flask, host: str, port: int) -> None:
 def page_url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
-
-
-COMMANDS = [serve_command]

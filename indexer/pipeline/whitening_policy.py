@@ -20,6 +20,7 @@ import numpy as np
 
 from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
+from whysim.indexer.pipeline.options import WHITENING_CHOICES
 from whysim.indexer.sampling import sample_rows
 from whysim.indexer.vectors import VectorStore
 from whysim.indexer.verdicts import Cohort
@@ -28,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 WHITENING_SETTING = "whitening"  # "auto" (default) or "off"
 FITTED_SETTING = "whitening_fit"  # {"digest", "vectors"} of the transform in force
-WHITENING_CHOICES = ("auto", "off")
 # Refit once the collection is this many times the one the transform was fitted on.
 REFIT_GROWTH = 2.0
 # instance_level: the median gap between an image's best and 5th best match, in units of the

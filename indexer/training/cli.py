@@ -17,8 +17,7 @@ from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.heads import HEADS
 from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint
 from whysim.indexer.pipeline.embedding import resolve_device
-from whysim.indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
-from whysim.indexer.pipeline.whitening_policy import WHITENING_CHOICES
+from whysim.indexer.pipeline.options import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, WHITENING_CHOICES, default_workers
 from whysim.indexer.training.collection import scan_labelled
 from whysim.indexer.training.objectives import LOSSES
 from whysim.indexer.training.run import TrainOptions, TrainRun
@@ -184,6 +183,3 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
     click.echo(f"  balanced accuracy {result['verdict_balanced_accuracy']:.4f} at the cut in force "
                f"({result['verdict_cut']:.3f}); {result['verdict_balanced_accuracy_best']:.4f} at this "
                f"collection's best cut ({result['verdict_best_cut']:.3f})")
-
-
-COMMANDS = [train_command, evaluate_command]

@@ -65,6 +65,3 @@ def search_command(image: Path | None, image_id: int | None, data_dir: Path, cat
     else:
         print_table(page)
         click.echo(f"verdicts: {rule.describe()}")
-
-
-COMMANDS = [search_command]
