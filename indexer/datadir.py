@@ -50,6 +50,11 @@ class DataDir:
         return self.root / "thumbnails"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Recent uploaded queries (search/serving/upload_store.py), so links to them survive a restart."""
+        return self.root / "uploads"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
