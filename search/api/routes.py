@@ -130,7 +130,8 @@ def image_model(info: ImageInfo) -> models.Image:
 
 
 def hit_model(hit: Hit, rank: int, query_key: str) -> models.Hit:
-    return models.Hit(**hit.to_dict(), rank=rank, **image_links(hit.image),
+    return models.Hit(**hit.to_dict(), rank=rank, **image_links(hit.image), width=hit.image.width,
+                      height=hit.image.height, size_bytes=hit.image.size_bytes,
                       explain_url=url_for("api.explain", query=query_key, hit=hit.id))
 
 
