@@ -1,4 +1,7 @@
-"""`whysim index`, `stats`, `compact` and `calibrate`: the commands that write or read the index."""
+"""`whysim index`, `stats`, `compact` and `calibrate`: the commands that write or read the index.
+
+The options are built from light modules only; each command imports the pipeline, the catalog and
+the vector store when it runs, so `whysim index --help` loads neither torch nor FAISS."""
 from __future__ import annotations
 
 import sys
@@ -7,9 +10,6 @@ from typing import Any
 
 import click
 
-from whysim.indexer.calibration import calibrate
-from whysim.indexer.catalog.database import open_catalog_engine
-from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.cli_support import (
     USER_ERRORS,
     active_model_card,
@@ -19,36 +19,24 @@ from whysim.indexer.cli_support import (
     explicit_model_options,
     model_request_options,
 )
-from whysim.indexer.collection_kind import recorded_kind
-from whysim.indexer.datadir import (
-    DataDir,
-    resolve_data_dir,
-)
+from whysim.indexer.datadir import VECTOR_STORE_ENV, DataDir, resolve_data_dir
 from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
-from whysim.indexer.model.loading import (
-    ModelRequest,
-    build_branch,
-    load_checkpoint,
-)
-from whysim.indexer.pipeline.compaction import compact_index
-from whysim.indexer.pipeline.runner import (
+from whysim.indexer.index_kinds import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
+from whysim.indexer.pipeline.options import (
     CPU_BATCH_SIZE,
     CUDA_BATCH_SIZE,
     DECODERS,
     ENGINES,
-    IndexingInterrupted,
-    IndexOptions,
-    IndexRun,
+    WHITENING_CHOICES,
     default_workers,
 )
-from whysim.indexer.pipeline.whitening_policy import WHITENING_CHOICES
-from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV, open_location
-from whysim.indexer.vectors import EXACT_SEARCH_MAX_VECTORS, INDEX_KINDS
 
 
 def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | None,
                      values: dict[str, Any]) -> Any:
     """The model the user asked for; None means "whatever the index already uses"."""
+    from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint
+
     if model_path is not None:
         return load_checkpoint(model_path)
     explicit = explicit_model_options(ctx, values)
@@ -108,6 +96,8 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
                   whitening: str | None, as_json: bool, progress: bool | None,
                   **model_values: Any) -> None:
     """Embed the images under DIRECTORY into the index (incremental; rerun to resume)."""
+    from whysim.indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun
+
     datadir = resolve_data_dir(data_dir, catalog_url)
     options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
                            prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
@@ -127,11 +117,15 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
 
 @click.command("stats")
 @data_dir_options
+@click.option("--failed", is_flag=True, help="List every file that cannot be read, with the reason, instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> None:
+def stats_command(data_dir: Path, catalog_url: str | None, failed: bool, as_json: bool) -> None:
     """Counts, model and index type of a data directory."""
     datadir = resolve_data_dir(data_dir, catalog_url)
     try:
+        if failed:
+            echo_failures(list_failures(datadir), as_json)
+            return
         stats = collect_stats(datadir)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
@@ -149,9 +143,40 @@ def stats_command(data_dir: Path, catalog_url: str | None, as_json: bool) -> Non
         click.echo(f"collection: {stats['collection_kind']} (how verdicts judge a match: see whysim search)")
     click.echo(f"collections: {', '.join(stats['collections']) or 'none'}")
     click.echo(f"disk: {stats['disk_bytes'] / 1e6:.1f} MB")
+    if stats["status"].get("failed"):
+        click.echo("unreadable files: `whysim stats --failed` lists them")
+
+
+def list_failures(datadir: DataDir) -> list[dict[str, str]]:
+    """Every file the index could not read, as long as it stays broken (a fixed file is read again)."""
+    if not datadir.has_catalog():
+        return []
+    from whysim.indexer.catalog.database import open_catalog_engine
+    from whysim.indexer.catalog.repository import Catalog
+
+    engine = open_catalog_engine(datadir.catalog_url)
+    try:
+        return [{"path": str(info.absolute_path), "error": info.error or "unreadable"}
+                for info in Catalog(engine).failures()]
+    finally:
+        engine.dispose()
+
+
+def echo_failures(failures: list[dict[str, str]], as_json: bool) -> None:
+    if as_json:
+        echo_json({"failures": failures})
+        return
+    for failure in failures:
+        click.echo(f"{failure['path']}: {failure['error']}")
+    click.echo(f"{len(failures)} unreadable file{'' if len(failures) == 1 else 's'}")
 
 
 def collect_stats(datadir: DataDir) -> dict[str, Any]:
+    from whysim.indexer.catalog.database import open_catalog_engine
+    from whysim.indexer.catalog.repository import Catalog
+    from whysim.indexer.collection_kind import recorded_kind
+    from whysim.indexer.vector_stores.choice import open_location
+
     stats: dict[str, Any] = {"data_dir": str(datadir.root), "images": 0, "vectors": 0, "model": None,
                              "model_card": None, "index_type": None, "whitening": None, "status": {},
                              "collections": [], "disk_bytes": datadir.disk_bytes(), "vector_store": None,
@@ -194,6 +219,8 @@ def compact_command(data_dir: Path, catalog_url: str | None, index_type: str | N
                     as_json: bool) -> None:
     """Rebuild the vector index from the stored vectors (after many removals, or to change its type),
     refitting the collection's whitening on today's vectors."""
+    from whysim.indexer.pipeline.compaction import compact_index
+
     datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         report = compact_index(datadir, index_type, whitening)
@@ -210,6 +237,8 @@ def compact_command(data_dir: Path, catalog_url: str | None, index_type: str | N
 def calibrate_command(directory: Path, data_dir: Path, catalog_url: str | None, reset: bool, as_json: bool) -> None:
     """Fit the similar/dissimilar cut on the labelled (class-per-folder) images of DIRECTORY, which
     must be indexed in this data directory, and use it for every verdict from now on."""
+    from whysim.indexer.calibration import calibrate
+
     datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         report = calibrate(datadir, directory, reset)
@@ -220,6 +249,3 @@ def calibrate_command(directory: Path, data_dir: Path, catalog_url: str | None, 
         echo_json({"reset": True, "message": message}) if as_json else click.echo(message)
         return
     echo_report(report, as_json)
-
-
-COMMANDS = [index_command, stats_command, compact_command, calibrate_command]

@@ -1,5 +1,7 @@
 """What every whysim command shares: the data directory options, the model request options,
-JSON output, and the errors a command turns into a message (not a traceback)."""
+JSON output, and the errors a command turns into a message (not a traceback).
+
+Imports nothing heavy (no torch, FAISS, SQLAlchemy): a command's `--help` is built from it."""
 from __future__ import annotations
 
 import json
@@ -9,22 +11,18 @@ from typing import Any, TypeVar
 
 import click
 
-from whysim.indexer.catalog.database import open_catalog_engine
-from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.datadir import CATALOG_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, DataDir, DataDirLocked
+from whysim.indexer.errors import MilvusUnavailable, ModelLoadError, ModelMismatch, RayUnavailable
 from whysim.indexer.model.backbones import BACKBONES
-from whysim.indexer.model.card import DEFAULT_PRESET, INPUT_SIZE_PRESETS
-from whysim.indexer.model.loading import (
+from whysim.indexer.model.card import (
     DEFAULT_BACKBONE,
     DEFAULT_GEM_P,
     DEFAULT_INPUT_SIZE,
     DEFAULT_POOLING,
-    ModelLoadError,
+    DEFAULT_PRESET,
+    INPUT_SIZE_PRESETS,
+    POOLINGS,
 )
-from whysim.indexer.model.pooling import POOLINGS
-from whysim.indexer.pipeline.ray_engine import RayUnavailable
-from whysim.indexer.pipeline.runner import ModelMismatch
-from whysim.indexer.vector_stores.milvus import MilvusUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +93,9 @@ def active_model_card(datadir: DataDir) -> Any:
     """The model the data directory's index was built with; None when there is no catalog yet."""
     if not datadir.has_catalog():
         return None
+    from whysim.indexer.catalog.database import open_catalog_engine
+    from whysim.indexer.catalog.repository import Catalog
+
     engine = open_catalog_engine(datadir.catalog_url)
     try:
         return Catalog(engine).active_model()

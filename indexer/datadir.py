@@ -11,6 +11,7 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "whysim-data"
 DATA_DIR_ENV = "WHYSIM_DATA_DIR"
 CATALOG_URL_ENV = "WHYSIM_CATALOG_URL"
+VECTOR_STORE_ENV = "WHYSIM_VECTOR_STORE"  # --vector-store (indexer/vector_stores/choice.py)
 
 
 class DataDirLocked(RuntimeError):
@@ -47,6 +48,11 @@ class DataDir:
     @property
     def thumbnails_dir(self) -> Path:
         return self.root / "thumbnails"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Recent uploaded queries (search/serving/upload_store.py), so links to them survive a restart."""
+        return self.root / "uploads"
 
     @property
     def cache_dir(self) -> Path:

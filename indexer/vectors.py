@@ -30,16 +30,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from whysim.indexer.index_kinds import INDEX_KINDS
 from whysim.indexer.model.whitening import Whitening
 from whysim.indexer.sampling import sample_rows
 
 logger = logging.getLogger(__name__)
 
-INDEX_KINDS = ("flat", "hnsw", "ivfpq")
-# Largest collection searched exactly: the size where one 1280-d query still takes about
-# 5 ms on two quiet cores (tests/benchmarks/bench_index_threshold.py, p50 wall ms: 5k 0.56,
-# 10k 3.2, 12.5k 4.1, 15k 4.9, 17.5k 5.7, 20k 6.4, 50k 16.0, 100k 31.7). Above it, HNSW.
-EXACT_SEARCH_MAX_VECTORS = 15_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40  # FAISS default; build time grows with it, search breadth (efSearch) makes up recall
 # Measured at a million clustered 1280-d vectors: recall@10 0.947 at 128, 0.961 at 192 (4.3 ms
@@ -51,12 +47,6 @@ HNSW_MAX_TOMBSTONE_SHARE = 0.5
 TOMBSTONE = -1
 # Vectors re-mapped at a time when a store changes whitening (float64 work space: ~20 MB per 1,000).
 REMAP_BLOCK = 16_384
-
-
-def choose_index_kind(count: int, exact_max: int = EXACT_SEARCH_MAX_VECTORS) -> str:
-    """Exact search while a scan is fast enough, HNSW above (tests/benchmarks/README.md: at a
-    million vectors HNSW gives recall@10 0.96 in about 4 ms of one core, IVF-PQ 0.86 in 7)."""
-    return "flat" if count <= exact_max else "hnsw"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
-from whysim.indexer.datadir import CATALOG_URL_ENV, DataDir
-from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV
+from whysim.indexer.datadir import CATALOG_URL_ENV, VECTOR_STORE_ENV, DataDir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples" / "flowers"

@@ -16,7 +16,7 @@ from whysim_cli import SMALL, catalog_query, index_json, snapshot, whysim, whysi
 from whysim.indexer.datadir import DataDir
 
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
-              "images_per_second", "vectors", "index_type", "whitening", "model"}
+              "images_per_second", "vectors", "index_type", "whitening", "model", "failing", "failures"}
 STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "whitening", "status",
               "collections", "vector_store", "disk_bytes"}
 

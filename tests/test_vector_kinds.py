@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from whysim.indexer.vectors import INDEX_KINDS, IvfPqParams, ReadOnlyStore, VectorStore, choose_index_kind
+from whysim.indexer.index_kinds import INDEX_KINDS, choose_index_kind
+from whysim.indexer.vectors import IvfPqParams, ReadOnlyStore, VectorStore
 
 DIM = 32
 

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from conftest import encode, make_picture
 
 from whysim.indexer.datadir import DataDir
+from whysim.indexer.index_kinds import INDEX_KINDS
 from whysim.indexer.model.whitening import MIN_VECTORS, fit_whitening
-from whysim.indexer.vectors import INDEX_KINDS, VectorStore
+from whysim.indexer.vectors import VectorStore
 from whysim.webui.cli import cli
 
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]

@@ -4,6 +4,7 @@ Either way the page's URL is printed once the server listens (port 0 picks a fre
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +19,13 @@ from whysim.indexer.datadir import resolve_data_dir
 from whysim.search.api.access_log import LOGGER_NAME
 from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
 from whysim.search.api.metrics import metrics_of
-from whysim.search.api.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from whysim.search.api.settings import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    LOOPBACK_EXPLAIN_RATE_LIMIT,
+    LOOPBACK_OVERLAY_RATE_LIMIT,
+    LOOPBACK_UPLOAD_RATE_LIMIT,
+    ApiSettings,
+)
 from whysim.webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
 from whysim.webui.production import DEFAULT_THREADS, serve_production
 from whysim.webui.security import CORS_ORIGINS_KEY
@@ -48,12 +55,15 @@ from whysim.webui.security import CORS_ORIGINS_KEY
 @click.option("--rate-limits/--no-rate-limits", default=True, show_default=True,
               help="Per-client limits on uploads, explanations and overlays (429 with Retry-After when "
                    "exceeded); clients sending the admin token are exempt.")
-@click.option("--upload-limit", default=ApiSettings.upload_rate_limit, show_default=True, metavar="RATE",
-              help="Searches by upload per client, e.g. '20/minute' or '5/second;100/hour'.")
-@click.option("--explain-limit", default=ApiSettings.explain_rate_limit, show_default=True, metavar="RATE",
-              help="Explanations (/api/explain) per client.")
-@click.option("--overlay-limit", default=ApiSettings.overlay_rate_limit, show_default=True, metavar="RATE",
-              help="Overlay images (/api/explain/overlay) per client; the page loads 4 per explanation.")
+@click.option("--upload-limit", default=None, metavar="RATE",
+              help=f"Searches by upload per client, e.g. '20/minute' or '5/second;100/hour' (default "
+                   f"{ApiSettings.upload_rate_limit}; {LOOPBACK_UPLOAD_RATE_LIMIT} on a loopback-only server).")
+@click.option("--explain-limit", default=None, metavar="RATE",
+              help=f"Explanations (/api/explain) per client (default {ApiSettings.explain_rate_limit}; "
+                   f"{LOOPBACK_EXPLAIN_RATE_LIMIT} on a loopback-only server).")
+@click.option("--overlay-limit", default=None, metavar="RATE",
+              help=f"Overlay images (/api/explain/overlay) per client; the page loads 4 per explanation (default "
+                   f"{ApiSettings.overlay_rate_limit}; {LOOPBACK_OVERLAY_RATE_LIMIT} on a loopback-only server).")
 @click.option("--model-queue", type=click.IntRange(min=1), default=ApiSettings.model_queue_size, show_default=True,
               help="Uploads and explanations that may wait for the model at once; more get 503 with Retry-After.")
 @click.option("--trusted-proxies", type=click.IntRange(min=0), default=0, show_default=True,
@@ -67,11 +77,15 @@ from whysim.webui.security import CORS_ORIGINS_KEY
               help="One logfmt line per request on standard error (logger whysim.access).")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
                   max_k: int, device: str, production: bool, threads: int, admin_token: str | None,
-                  cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str, explain_limit: str,
-                  overlay_limit: str, model_queue: int, trusted_proxies: int, metrics_port: int | None,
+                  cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str | None,
+                  explain_limit: str | None, overlay_limit: str | None, model_queue: int, trusted_proxies: int, metrics_port: int | None,
                   metrics_host: str, access_log: bool) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     configure_access_log(access_log)
+    defaults = ApiSettings().for_loopback() if loopback_only(host, trusted_proxies) else ApiSettings()
+    upload_limit = upload_limit or defaults.upload_rate_limit
+    explain_limit = explain_limit or defaults.explain_rate_limit
+    overlay_limit = overlay_limit or defaults.overlay_rate_limit
     datadir = resolve_data_dir(data_dir, catalog_url)
     try:
         app = create_app({
@@ -105,6 +119,17 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
         server.server_close()
 
 
+def loopback_only(host: str, trusted_proxies: int) -> bool:
+    """Only this machine reaches the server: it listens on a loopback address, with no proxy in front
+    relaying other people's requests."""
+    if trusted_proxies:
+        return False
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def configure_access_log(enabled: bool) -> None:
     """Our access lines on stderr, bare; werkzeug's own request lines would only repeat them."""
     access = logging.getLogger(LOGGER_NAME)
@@ -131,6 +156,3 @@ def serve_metrics(app: Flask, host: str, port: int) -> None:
 def page_url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
-
-
-COMMANDS = [serve_command]

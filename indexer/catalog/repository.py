@@ -233,5 +233,11 @@ class Catalog:
                       session.execute(select(ImageRecord.status, func.count()).group_by(ImageRecord.status))}
         return {status.value: int(counts.get(status.value, 0)) for status in ImageStatus}
 
-    def failures(self, limit: int = 20) -> list[ImageInfo]:
-        return self.list_images(ImageStatus.FAILED, 0, limit)
+    def failures(self, collection_id: int | None = None, limit: int | None = None) -> list[ImageInfo]:
+        """Files that could not be read (`error` says why), by collection and path; of one collection or all."""
+        query = (select(ImageRecord, Collection.root).join(Collection)
+                 .where(ImageRecord.status == ImageStatus.FAILED.value).order_by(Collection.root, ImageRecord.path))
+        if collection_id is not None:
+            query = query.where(ImageRecord.collection_id == collection_id)
+        with self.session() as session:
+            return [_info(row, root) for row, root in session.execute(query.limit(limit))]

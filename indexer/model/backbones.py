@@ -10,9 +10,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported by the builders: listing the backbones (`--help`) does not load it
+    from torch import nn
 
 IMAGENET_MEAN_255 = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD_255 = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -70,7 +71,9 @@ def _lite_weights(variant: str) -> Callable[[], Path]:
 
 def _lite_builder(variant: str) -> Callable[[Path | None], nn.Sequential]:
     def build(weights: Path | None) -> nn.Sequential:
+        import torch
         from efficientnet_lite_pytorch import EfficientNet
+        from torch import nn
 
         net = EfficientNet.from_name(f"efficientnet-{variant}")
         if weights is not None:
@@ -94,6 +97,8 @@ def _lite_builder(variant: str) -> Callable[[Path | None], nn.Sequential]:
 
 
 def _torch_cache_file(url: str) -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
@@ -114,6 +119,8 @@ def _locate_torchvision(name: str, weight_enums: list[object]) -> Callable[[], P
 
 
 def _load_torchvision_state(model: nn.Module, weights: Path) -> None:
+    import torch
+
     state = torch.load(weights, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
@@ -124,6 +131,7 @@ def _load_torchvision_state(model: nn.Module, weights: Path) -> None:
 
 
 def _build_resnet50(weights: Path | None) -> nn.Sequential:
+    from torch import nn
     from torchvision.models import resnet50
 
     net = resnet50(weights=None)
@@ -134,6 +142,7 @@ def _build_resnet50(weights: Path | None) -> nn.Sequential:
 
 
 def _build_mobilenet_v2(weights: Path | None) -> nn.Sequential:
+    from torch import nn
     from torchvision.models import mobilenet_v2
 
     net = mobilenet_v2(weights=None)

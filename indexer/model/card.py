@@ -26,6 +26,7 @@ DEFAULT_BACKBONE = "lite0"
 INPUT_SIZE_PRESETS = {"detailed": 448, "fast": 224}
 DEFAULT_PRESET = "detailed"
 DEFAULT_INPUT_SIZE = INPUT_SIZE_PRESETS[DEFAULT_PRESET]
+POOLINGS = ("avg", "gem", "max")  # indexer/model/pooling.py
 DEFAULT_POOLING = "gem"
 DEFAULT_GEM_P = 3.0
 

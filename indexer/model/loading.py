@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from whysim.indexer.errors import ModelLoadError
 from whysim.indexer.model.backbones import get_backbone
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.card import (
@@ -26,10 +27,6 @@ CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
 # Random initialisation (`--weights none`) is seeded so the same request gives the same model.
 RANDOM_INIT_SEED = 0
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be built or restored; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from whysim.indexer.model.card import POOLINGS
+
 
 class AveragePool(nn.Module):
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -32,7 +34,6 @@ class MaxPool(nn.Module):
         return fmap.amax(dim=(2, 3))
 
 
-POOLINGS = ("avg", "gem", "max")
 
 
 def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from whysim.indexer.sampling import sample_rows
+
+if TYPE_CHECKING:  # torch is imported where a tensor is whitened: FAISS-only readers never load it
+    import torch
 
 # Measured on rooms, the instance-level set (docs/models-and-training.md "Default model"): see study_defaults.py.
 DEFAULT_POWER = 0.5
@@ -61,6 +63,9 @@ class Whitening:
 
     def torch_apply(self, vectors: torch.Tensor) -> torch.Tensor:
         """`apply` for a tensor, differentiable, in the tensor's dtype and device."""
+        import torch
+        import torch.nn.functional as F
+
         mean = torch.as_tensor(self.mean, dtype=vectors.dtype, device=vectors.device)
         projection = torch.as_tensor(self.projection, dtype=vectors.dtype, device=vectors.device)
         return F.normalize((vectors - mean) @ projection.T, dim=-1, eps=1e-12)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from whysim.indexer.errors import RayUnavailable
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.pipeline.embedding import Embedder
 from whysim.indexer.pipeline.reading import ReadRequest, ReadResult, read_image_file
@@ -36,10 +37,6 @@ MAX_BLOCKS = 2000
 # Nothing leaves the machine: no usage reports, no dashboard, no metrics exporter.
 QUIET_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1",
                  "RAY_enable_metrics_collection": "0"}
-
-
-class RayUnavailable(RuntimeError):
-    """ray[data] is not installed, or the cluster cannot be reached."""
 
 
 def ensure_ray(address: str | None) -> Any:

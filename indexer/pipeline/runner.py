@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,15 @@ from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.catalog.schema import ImageStatus
 from whysim.indexer.collection_kind import settle_collection_kind
 from whysim.indexer.datadir import DataDir
+from whysim.indexer.errors import ModelMismatch, NoImagesFound
 from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
+from whysim.indexer.index_kinds import INDEX_KINDS, choose_index_kind
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.loading import load_for_card, store_checkpoint_copy
 from whysim.indexer.pipeline.background_writing import BackgroundChunkWriter
 from whysim.indexer.pipeline.embedding import Embedder, resolve_device
+from whysim.indexer.pipeline.options import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DECODERS, ENGINES, default_workers
 from whysim.indexer.pipeline.outcomes import record_outcomes
 from whysim.indexer.pipeline.planning import WorkItem, plan_collection
 from whysim.indexer.pipeline.reading import (
@@ -39,25 +41,17 @@ from whysim.indexer.pipeline.reconcile import reconcile
 from whysim.indexer.pipeline.threaded_reading import ThreadedBatchReader
 from whysim.indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from whysim.indexer.pipeline.writing import ChunkWriter
-from whysim.indexer.scanning import scan_collection
+from whysim.indexer.scanning import IMAGE_EXTENSIONS, scan_collection
 from whysim.indexer.vector_stores.choice import open_location, switches_store
 from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
-from whysim.indexer.vectors import INDEX_KINDS, choose_index_kind
 
 logger = logging.getLogger(__name__)
 
 INDEX_TYPE_SETTING = "index_type"
 # On CPU, 32 embeds as fast as 64 (tests/benchmarks/bench_index_throughput.py) with less
 # memory: at 224x224 a flowers run peaks at 1.9-2.1 GB resident against 2.3-3.3 GB.
-CPU_BATCH_SIZE = 32
-CUDA_BATCH_SIZE = 256
-DECODERS = ("auto", "pil", "device")
-ENGINES = ("builtin", "ray")  # ray: read, decode and embed on a Ray cluster (indexer/pipeline/ray_engine.py)
 MAX_PASSES = 3
-
-
-class ModelMismatch(RuntimeError):
-    """The requested model differs from the one the existing index was built with."""
+FAILURES_LISTED = 5  # unreadable files named in the summary; `whysim stats --failed` lists all
 
 
 class IndexingInterrupted(RuntimeError):
@@ -66,10 +60,6 @@ class IndexingInterrupted(RuntimeError):
     def __init__(self, report: IndexReport) -> None:
         super().__init__("interrupted")
         self.report = report
-
-
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2)))
 
 
 def indexing_workers(requested: int | None, device_type: str) -> int:
@@ -115,6 +105,8 @@ class IndexReport:
     index_type: str = ""
     whitening: str | None = None  # digest of the collection's whitening, None when vectors are raw
     model: str = ""
+    failing: int = 0  # files of the collection that cannot be read now, this run's and earlier ones
+    failures: list[dict[str, str]] = field(default_factory=list)  # the first FAILURES_LISTED: path, error
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -125,7 +117,17 @@ class IndexReport:
         if self.missing:
             parts.append(f"{self.missing} missing (use --prune to drop them)")
         rate = f" ({self.images_per_second:.1f} images/s)" if self.indexed else ""
-        return ", ".join(parts) + f" in {self.seconds:.1f} s{rate}"
+        return "\n".join([", ".join(parts) + f" in {self.seconds:.1f} s{rate}", *self._failure_lines()])
+
+    def _failure_lines(self) -> list[str]:
+        if not self.failing:
+            return []
+        files = "file cannot" if self.failing == 1 else "files cannot"
+        lines = [f"{self.failing} {files} be read (fix or remove them, then rerun):"]
+        lines += [f"  {failure['path']}: {failure['error']}" for failure in self.failures]
+        if self.failing > len(self.failures):
+            lines.append(f"  ... and {self.failing - len(self.failures)} more: `whysim stats --failed` lists them all")
+        return lines
 
 
 def _describe_mismatch(active: ModelCard, requested: ModelCard) -> str:
@@ -227,6 +229,10 @@ class IndexRun:
         if options.index_type not in ("auto", *location.kinds):
             raise ValueError(f"index type {options.index_type!r} is not available with the vector store "
                              f"{location.description}; choose {', '.join(('auto', *location.kinds))}")
+        scanned = list(scan_collection(self.root))
+        if not scanned and not self._known_collection(catalog):
+            raise NoImagesFound(f"no images under {self.root} (whysim reads "
+                                f"{', '.join(sorted(IMAGE_EXTENSIONS))} files, in subfolders too)")
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         if options.engine == "builtin":
             resolve_device(options.device)  # refuse a missing CUDA device before touching anything
@@ -240,7 +246,7 @@ class IndexRun:
 
         collection_id = catalog.collection_id(self.root)
         assert collection_id is not None
-        plan = plan_collection(scan_collection(self.root), catalog.stored_files(collection_id))
+        plan = plan_collection(scanned, catalog.stored_files(collection_id))
         report.unchanged = plan.unchanged
         if plan.missing_ids and options.prune:
             report.removed = catalog.delete_images(plan.missing_ids)  # rows first: see reconcile
@@ -399,3 +405,13 @@ class IndexRun:
         report.index_type = store.kind
         report.whitening = store.whitening.digest() if store.whitening is not None else None
         report.model = card.short_name()
+        collection_id = catalog.collection_id(self.root, create=False)
+        failures = catalog.failures(collection_id) if collection_id is not None else []
+        report.failing = len(failures)
+        report.failures = [{"path": str(failure.absolute_path), "error": failure.error or "unreadable"}
+                           for failure in failures[:FAILURES_LISTED]]
+
+    def _known_collection(self, catalog: Catalog) -> bool:
+        """Files were indexed from this folder before (an emptied folder then is a change, not a mistake)."""
+        collection_id = catalog.collection_id(self.root, create=False)
+        return collection_id is not None and bool(catalog.stored_files(collection_id))

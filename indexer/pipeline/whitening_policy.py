@@ -22,13 +22,13 @@ import numpy as np
 from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.collection_kind import instance_level
 from whysim.indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
+from whysim.indexer.pipeline.options import WHITENING_CHOICES
 from whysim.indexer.vectors import VectorStore
 
 logger = logging.getLogger(__name__)
 
 WHITENING_SETTING = "whitening"  # "auto" (default) or "off"
 FITTED_SETTING = "whitening_fit"  # {"digest", "vectors"} of the transform in force
-WHITENING_CHOICES = ("auto", "off")
 # Refit once the collection is this many times the one the transform was fitted on.
 REFIT_GROWTH = 2.0
 def remember_choice(catalog: Catalog, choice: str | None) -> str:

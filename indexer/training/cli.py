@@ -17,8 +17,7 @@ from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.heads import HEADS
 from whysim.indexer.model.loading import ModelRequest, build_branch, load_checkpoint
 from whysim.indexer.pipeline.embedding import resolve_device
-from whysim.indexer.pipeline.runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_workers
-from whysim.indexer.pipeline.whitening_policy import WHITENING_CHOICES
+from whysim.indexer.pipeline.options import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, WHITENING_CHOICES, default_workers
 from whysim.indexer.training.collection import scan_labelled
 from whysim.indexer.training.objectives import LOSSES
 from whysim.indexer.training.run import TrainOptions, TrainRun
@@ -192,5 +191,3 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
     click.echo(f"  on random pairs: balanced accuracy {result['verdict_balanced_accuracy']:.4f} "
                f"({result['verdict_balanced_accuracy_best']:.4f} at this collection's best cut)")
 
-
-COMMANDS = [train_command, evaluate_command]

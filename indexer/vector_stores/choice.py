@@ -17,7 +17,6 @@ from whysim.indexer.vector_stores.faiss_location import FaissLocation
 from whysim.indexer.vector_stores.protocol import VectorLocation
 
 VECTOR_STORE_SETTING = "vector_store"
-VECTOR_STORE_ENV = "WHYSIM_VECTOR_STORE"
 DEFAULT_COLLECTION = "whysim"
 FAISS = "faiss"
 

@@ -5,7 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from whysim.indexer.vectors import INDEX_KINDS, VectorStore, remove_stale_temp_files
+from whysim.indexer.index_kinds import INDEX_KINDS
+from whysim.indexer.vectors import VectorStore, remove_stale_temp_files
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from whysim.indexer.catalog.repository import Catalog
+from whysim.indexer.errors import MilvusUnavailable
 from whysim.indexer.vectors import as_ids, as_matrix, checked_entries
 
 VECTOR_FIELD = "vector"
@@ -36,10 +37,6 @@ MILVUS_KINDS = {"flat": "FLAT", "hnsw": "HNSW"}
 KIND_OF_INDEX = {"FLAT": "flat", "BRUTE_FORCE": "flat", "HNSW": "hnsw"}
 WRITE_BATCH = 2000  # rows per upsert: ~10 MB of 1280-d floats, well under gRPC's message limit
 READ_BATCH = 4096
-
-
-class MilvusUnavailable(RuntimeError):
-    """pymilvus/milvus-lite missing, the server unreachable, or the Lite file held by another process."""
 
 
 def _milvus_index_type(kind: str) -> str:

@@ -274,6 +274,9 @@ class Hit(ImageLinks):
     score: float = Field(ge=-1, le=1, description="Cosine similarity to the query (of the index's whitened "
                                                   "vectors when it whitens): what ranks the hits.")
     rank: int = Field(ge=1)
+    width: int | None = Field(default=None, description="Pixels, as decoded (EXIF orientation applied).")
+    height: int | None = None
+    size_bytes: int = Field(ge=0, description="Size of the image file.")
     explain_url: str
     verdict: Literal["similar", "dissimilar"] | None = Field(
         description="The collection's verdict on the pair (see the response's verdict_rule).")

@@ -33,7 +33,7 @@ from whysim.search.serving.explanations import KINDS, SIDES, ExplainedPair, Expl
 from whysim.search.serving.pictures import bytes_digest, image_version
 from whysim.search.serving.reindex import ReindexJob
 from whysim.search.serving.thumbnails import ServedFile, Thumbnails, served_file
-from whysim.search.serving.uploads import UploadCache
+from whysim.search.serving.upload_store import PersistentUploads, UploadFiles
 
 EXTENSION_KEY = "whysim.search"
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
@@ -46,7 +46,7 @@ register_blueprint_errors(api)
 @dataclass(frozen=True)
 class ApiServices:
     engine: SearchEngine
-    uploads: UploadCache
+    uploads: PersistentUploads
     explanations: Explanations
     thumbnails: Thumbnails
     settings: ApiSettings
@@ -54,7 +54,8 @@ class ApiServices:
 
 
 def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> ApiServices:
-    uploads = UploadCache(settings.upload_cache_size)
+    uploads = PersistentUploads(engine, UploadFiles(engine.datadir.uploads_dir, settings.upload_cache_size),
+                                settings.upload_cache_size)
     services = ApiServices(
         engine=engine,
         uploads=uploads,
@@ -129,7 +130,8 @@ def image_model(info: ImageInfo) -> models.Image:
 
 
 def hit_model(hit: Hit, rank: int, query_key: str) -> models.Hit:
-    return models.Hit(**hit.to_dict(), rank=rank, **image_links(hit.image),
+    return models.Hit(**hit.to_dict(), rank=rank, **image_links(hit.image), width=hit.image.width,
+                      height=hit.image.height, size_bytes=hit.image.size_bytes,
                       explain_url=url_for("api.explain", query=query_key, hit=hit.id))
 
 
@@ -186,7 +188,7 @@ def _uploaded(data: bytes) -> UploadedQuery:
     if known is not None and known.model_key == s.engine.model_key:
         return known  # the same bytes again: no need to decode and embed them twice
     uploaded = s.engine.upload(data)
-    s.uploads.add(uploaded)
+    s.uploads.keep(uploaded, data)
     return uploaded
 
 

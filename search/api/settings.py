@@ -4,7 +4,7 @@ Defaults that belong to a serving component are that component's own constants, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from whysim.search.serving.explanations import DEFAULT_EXPLANATION_CACHE_SIZE, DEFAULT_PICTURE_CACHE_SIZE
@@ -17,6 +17,11 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Covers 50 MP phone cameras; a decoded 64 MP upload takes ~190 MB, which bounds what one
 # request can cost the server (indexing allows more: see whysim.indexer.imaging.DEFAULT_MAX_PIXELS).
 DEFAULT_UPLOAD_MAX_PIXELS = 64_000_000
+# Per-client limits on loopback: a search a second and an explanation (with its 4 overlays) every
+# 0.1 s, for a minute on end, stays under them.
+LOOPBACK_UPLOAD_RATE_LIMIT = "600/minute"
+LOOPBACK_EXPLAIN_RATE_LIMIT = "600/minute"
+LOOPBACK_OVERLAY_RATE_LIMIT = "4800/minute"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,13 @@ class ApiSettings:
     upload_rate_limit: str = "20/minute"
     explain_rate_limit: str = "30/minute"
     overlay_rate_limit: str = "240/minute"
+
+    def for_loopback(self) -> ApiSettings:
+        """The rate limits of a server only this machine reaches (`whysim serve`'s default host): one
+        person searching and explaining as fast as they like never meets them; the model queue still
+        bounds what waits for the model."""
+        return replace(self, upload_rate_limit=LOOPBACK_UPLOAD_RATE_LIMIT, explain_rate_limit=LOOPBACK_EXPLAIN_RATE_LIMIT,
+                       overlay_rate_limit=LOOPBACK_OVERLAY_RATE_LIMIT)
 
     @staticmethod
     def config_key(name: str) -> str:

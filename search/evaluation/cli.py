@@ -221,6 +221,3 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
     click.echo(format_table(summary))
     for reason in evaluation.skipped:
         click.echo(f"skipped: {reason}", err=True)
-
-
-COMMANDS = [explain_command, evaluate_explanations_command]

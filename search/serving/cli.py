@@ -69,5 +69,3 @@ def search_command(image: Path | None, image_id: int | None, data_dir: Path, cat
         click.echo(f"match: how strongly each hit matches the query, the same scale on every collection "
                    f"(50% and up: similar); verdicts: {rule.describe()}")
 
-
-COMMANDS = [search_command]

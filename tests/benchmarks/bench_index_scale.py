@@ -32,7 +32,8 @@ from bench_index_threshold import single_query_ms  # noqa: E402
 from bench_support import tune_store  # noqa: E402
 from synthetic_vectors import ClusteredVectors  # noqa: E402
 
-from whysim.indexer.vectors import IvfPqParams, VectorStore, choose_index_kind, ivfpq_training_size  # noqa: E402
+from whysim.indexer.index_kinds import choose_index_kind  # noqa: E402
+from whysim.indexer.vectors import IvfPqParams, VectorStore, ivfpq_training_size  # noqa: E402
 
 K = 10
 # Matches the flowers embeddings' neighbourhood structure (synthetic_vectors.py, README).

@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_vectors import ClusteredVectors  # noqa: E402
 
-from whysim.indexer.vectors import EXACT_SEARCH_MAX_VECTORS, VectorStore  # noqa: E402
+from whysim.indexer.index_kinds import EXACT_SEARCH_MAX_VECTORS  # noqa: E402
+from whysim.indexer.vectors import VectorStore  # noqa: E402
 
 
 def single_query_ms(store: VectorStore, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -45,8 +45,9 @@ from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.catalog.schema import ImageStatus
 from whysim.indexer.datadir import DataDir
 from whysim.indexer.imaging import IMAGE_EXTENSIONS
+from whysim.indexer.index_kinds import choose_index_kind
 from whysim.indexer.model.loading import ModelRequest, build_branch
-from whysim.indexer.vectors import VectorStore, choose_index_kind
+from whysim.indexer.vectors import VectorStore
 from whysim.search.serving.model_host import ModelHost
 from whysim.search.serving.pictures import read_picture
 

@@ -7,9 +7,12 @@ import threading
 
 import pytest
 from conftest import encode, make_picture
+from limits import parse
 
 from search_layer.collection import PICTURE_SIZE
 from whysim.search.api.routes import services
+from whysim.search.api.settings import ApiSettings
+from whysim.webui.commands import loopback_only
 
 TOKEN = "correct-horse-battery-staple-42"
 
@@ -108,3 +111,15 @@ def test_a_full_model_queue_is_503_with_retry_after(make_app, built_index, image
         holder.join()
     assert models.queue_depth == 0
     assert client.get(url).status_code == 200
+
+
+def test_a_loopback_only_server_defaults_to_limits_one_person_never_meets(make_app, built_index) -> None:
+    assert loopback_only("127.0.0.1", 0) and loopback_only("::1", 0) and loopback_only("localhost", 0)
+    assert not loopback_only("0.0.0.0", 0) and not loopback_only("192.168.1.5", 0)
+    assert not loopback_only("127.0.0.1", 1)  # behind a proxy, other people reach it
+    local = ApiSettings().for_loopback()
+    app = limited_app(make_app, built_index, WHYSIM_UPLOAD_RATE_LIMIT=local.upload_rate_limit)
+    client = client_at(app, "127.0.0.1")
+    default = parse(ApiSettings.upload_rate_limit).amount  # what a server others reach allows per minute
+    statuses = [upload(client, 303 + index % 3).status_code for index in range(default + 5)]
+    assert set(statuses) == {200}

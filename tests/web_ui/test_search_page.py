@@ -85,8 +85,9 @@ def test_an_upload_shows_k_ranked_results(page: Page, server: LiveServer, artifa
     open_search(page, server)
     stats = server.api("api/stats")
     status = page.locator("#status").inner_text()
-    assert f"{COLLECTION_SIZE} images indexed" in status
-    assert f"model {stats['model']}" in status and f"{stats['index_type']} index" in status
+    assert status == f"{COLLECTION_SIZE} images · general-purpose photo model · exact search"
+    details = page.locator("#status").get_attribute("title") or ""  # the jargon, on hover
+    assert f"model {stats['model']}" in details and f"{stats['index_type']} index" in details
 
     page.select_option("#k-select", "5")
     query = photo_jpeg(1001)

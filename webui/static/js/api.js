@@ -44,8 +44,34 @@ export function stats() {
   return call("api/stats");
 }
 
-export function listImages(offset, limit) {
-  return call(`api/images?status=indexed&offset=${offset}&limit=${limit}`);
+export function listImages(offset, limit, status = "indexed") {
+  return call(`api/images?status=${status}&offset=${offset}&limit=${limit}`);
+}
+
+export function image(id) {
+  return call(`api/images/${id}`);
+}
+
+// What a link dropped on the page searches with: an image of this server's own collection
+// (its file, thumbnail or details URL, or a page URL ?id=) or one of its uploaded queries. Any
+// other link is null: the page never fetches a URL it was given.
+export function refFromLink(link) {
+  let url;
+  try {
+    url = new URL(link, window.location.href);
+  } catch {
+    return null;
+  }
+  if (url.origin !== window.location.origin) return null;
+  const image = url.pathname.match(/\/api\/images\/(\d+)(?:\/(?:thumbnail|file))?$/);
+  if (image) return { image_id: Number(image[1]) };
+  const upload = url.pathname.match(/\/api\/queries\/([0-9a-f]{64})\/image$/i);
+  if (upload) return { query: upload[1].toLowerCase() };
+  const id = Number(url.searchParams.get("id"));
+  if (url.pathname === window.location.pathname && Number.isInteger(id) && id > 0) return { image_id: id };
+  const digest = url.searchParams.get("q") || "";
+  if (url.pathname === window.location.pathname && /^[0-9a-f]{64}$/i.test(digest)) return { query: digest.toLowerCase() };
+  return null;
 }
 
 export function searchUpload(file, k) {

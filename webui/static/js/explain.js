@@ -55,6 +55,8 @@ export function createExplainer() {
     problem.hidden = true;
     byId("query-column").textContent = `Query: ${queryLabel}`;
     byId("hit-column").textContent = `Hit #${hit.rank}: ${fileName(hit.path)}`;
+    dialog.querySelector('.match-figure[data-side="query"] .match-name').textContent = queryLabel;
+    dialog.querySelector('.match-figure[data-side="hit"] .match-name').textContent = `#${hit.rank} ${fileName(hit.path)}`;
     byId("factual-sentence").textContent = "";
     byId("counterfactual-sentence").textContent = "";
     matches.clear();

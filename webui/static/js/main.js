@@ -3,7 +3,9 @@
 import * as api from "./api.js";
 import { byId, el, fileName } from "./dom.js";
 import { createExplainer } from "./explain.js";
+import { createDuplicates } from "./duplicates.js";
 import { createGallery } from "./gallery.js";
+import { createLightbox } from "./lightbox.js";
 import { hideMessage, showError, showMessage } from "./message.js";
 import { createResults } from "./results.js";
 import { loadStatus } from "./status.js";
@@ -23,10 +25,13 @@ const search = {
 let stats = null;
 
 const explainer = createExplainer();
+const lightbox = createLightbox();
 const results = createResults({
   explain: (hit) => explainer.open(hit, search.label),
   moreLikeThis: (hit) => searchByRef({ image_id: hit.id }, { push: true }),
+  view: (hit) => lightbox.open(() => results.hits(), hit),
 });
+const duplicates = createDuplicates({ search: (id) => searchByRef({ image_id: id }, { push: true }) });
 const gallery = createGallery({
   total: () => stats?.status?.indexed ?? 0,
   onPick: (image) => {
@@ -68,8 +73,9 @@ function finished(body, { uploadName, push }) {
   byId("results").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
+// The error shows above the results of the previous search, which stay (none: the results area hides).
 function failed(error, what) {
-  results.hide();
+  if (!results.restore()) results.hide();
   showError(error, what);
 }
 
@@ -128,6 +134,28 @@ function useFile(file) {
   searchByUpload(file);
 }
 
+// A drop: an image file, or a link to one of this collection's images (a result dragged here, or
+// from another tab of this page), searched by its id; never a fetch of the dropped URL.
+function useDrop(transfer) {
+  const file = firstImageFile(transfer.files);
+  if (file) {
+    useFile(file);
+    return;
+  }
+  const link = (transfer.getData("text/uri-list") || transfer.getData("text/plain") || "")
+    .split(/\r?\n/).find((line) => line && !line.startsWith("#"));
+  if (!link) {
+    useFile(null);
+    return;
+  }
+  const ref = api.refFromLink(link.trim());
+  if (ref) searchByRef(ref, { push: true });
+  else {
+    showMessage("Only this collection's images can be dropped as links",
+      "Drag a result or a collection image, or drop the image file itself (save it first).", "info");
+  }
+}
+
 function searchFromUrl() {
   const params = new URLSearchParams(window.location.search);
   const wanted = Number(params.get("k"));
@@ -173,7 +201,7 @@ function wireInputs() {
     event.preventDefault(); // never navigate away to the dropped file
     dragDepth = 0;
     dropzone.classList.remove("is-dragging");
-    if (!fileInput.disabled) useFile(firstImageFile(event.dataTransfer.files));
+    if (!fileInput.disabled) useDrop(event.dataTransfer);
   });
   document.addEventListener("paste", (event) => {
     const file = firstImageFile(event.clipboardData?.items);
@@ -186,7 +214,7 @@ function wireInputs() {
 
 async function start() {
   wireInputs();
-  stats = await loadStatus();
+  stats = await loadStatus(() => duplicates.open());
   if (stats && !stats.ready) {
     setEnabled(false);
     if (stats.status?.indexed) {

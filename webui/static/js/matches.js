@@ -94,13 +94,20 @@ export function createMatches() {
     const other = OTHER[side];
     const match = shown.matches.find((pair) => pair[`${side}_cells`].includes(cell));
     if (match) {
-      light(side, "source", match[`${side}_cells`], match[`${side}_box`], match.rank);
-      light(other, "target", match[`${other}_cells`], match[`${other}_box`], match.rank);
+      lightPair(side, match);
       return;
     }
     const matched = shown.correspondence[`${side}_to_${other}`][cell];
     light(side, "source", [cell], cellBox(cell, grid(side), sizes(side)));
     light(other, "target", [matched], cellBox(matched, grid(other), sizes(other)));
+  }
+
+  // A top pair, from `side`: pointing into its box, or focusing the box from the keyboard.
+  function lightPair(side, match) {
+    if (!shown) return;
+    const other = OTHER[side];
+    light(side, "source", match[`${side}_cells`], match[`${side}_box`], match.rank);
+    light(other, "target", match[`${other}_cells`], match[`${other}_box`], match.rank);
   }
 
   function unhighlight() {
@@ -152,7 +159,12 @@ export function createMatches() {
       const image = figure.querySelector(".match-image");
       image.src = images[side];
       figure.querySelector(".match-boxes").replaceChildren(...body.matches.map((match) => {
-        const box = el("span", { class: "match-box", "data-rank": match.rank }, el("span", { text: match.rank }));
+        const box = el("span", {
+          class: "match-box", "data-rank": match.rank, tabindex: "0", role: "button",
+          "aria-label": `Region ${match.rank} of the ${side}: shows the ${OTHER[side]} region it matches`,
+        }, el("span", { text: match.rank }));
+        box.addEventListener("focus", () => lightPair(side, match));
+        box.addEventListener("blur", unhighlight);
         box.style.setProperty("--match-colour", colour(match));
         percentBox(box, match[`${side}_box`], sizes(side));
         return box;

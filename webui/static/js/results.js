@@ -1,5 +1,6 @@
 // The results: what the query was, and a ranked grid of hits with their scores and actions.
 import { byId, el, fileName, plural } from "./dom.js";
+import { describeFile } from "./filesize.js";
 
 const SKELETONS_MAX = 12;
 
@@ -37,8 +38,15 @@ function hitCard(hit, actions) {
   });
   image.addEventListener("error", () => image.closest(".thumb").classList.add("is-broken"), { once: true });
   return el("li", { class: "hit", "data-id": hit.id, "data-rank": hit.rank },
-    el("a", { class: "thumb", href: hit.image_url, target: "_blank", rel: "noopener", title: "Open the full image" },
-      image, el("span", { class: "thumb-fallback", text: "preview unavailable" })),
+    el("a", {
+      class: "thumb", href: hit.image_url, target: "_blank", rel: "noopener",
+      title: "View larger (drag it onto the drop area to search with it)",
+      onclick: (event) => {
+        if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+        event.preventDefault(); // a plain click views it here; a modified click still opens a tab
+        actions.view(hit);
+      },
+    }, image, el("span", { class: "thumb-fallback", text: "preview unavailable" })),
     el("span", { class: "rank", text: `#${hit.rank}` }),
     el("div", { class: "hit-body" },
       scoreRow(hit),
@@ -47,11 +55,26 @@ function hitCard(hit, actions) {
       }) : null,
       el("p", { class: "hit-name", title: hit.path, text: name }),
       hit.label ? el("p", { class: "chip", text: hit.label }) : el("p", { class: "chip chip-empty", text: "no label" }),
+      el("p", { class: "hit-file muted", text: describeFile(hit) }),
       el("div", { class: "hit-actions" },
         el("button", { class: "button button-small button-primary", type: "button", text: "Explain",
           "aria-label": `Explain result ${hit.rank}, ${name}`, onclick: () => actions.explain(hit) }),
         el("button", { class: "button button-small", type: "button", text: "More like this",
           "aria-label": `More like this: ${name}`, onclick: () => actions.moreLikeThis(hit) }))));
+}
+
+// Arrow keys move between the results' thumbnails: left and right in reading order, up and
+// down to the result above or below in the grid.
+function stepFocus(grid, event) {
+  const cards = Array.from(grid.querySelectorAll(".hit:not(.skeleton)"));
+  const at = cards.indexOf(event.target.closest(".hit"));
+  if (at < 0) return;
+  const columns = Math.max(1, cards.filter((card) => card.offsetTop === cards[0].offsetTop).length);
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns }[event.key];
+  if (step === undefined) return;
+  const target = cards[at + step];
+  event.preventDefault();
+  target?.querySelector(".thumb").focus();
 }
 
 export function createResults(actions) {
@@ -64,13 +87,40 @@ export function createResults(actions) {
   const meta = byId("query-meta");
   const counter = byId("results-count");
 
+  let hits = []; // the hits shown, in order
+  let previous = null; // the page before a search started: put back if that search fails
+
   function count() {
     return grid.querySelectorAll(".hit").length;
   }
 
+  grid.addEventListener("keydown", (event) => stepFocus(grid, event));
+
   return {
+    hits: () => hits,
+
+    // The results from before the search that just failed, as they were (false when there were none).
+    restore() {
+      if (!previous) return false;
+      grid.replaceChildren(...previous.cards);
+      [heading.textContent, meta.textContent, counter.textContent] = previous.texts;
+      [queryImage.src, queryImage.alt] = previous.image;
+      more.hidden = previous.moreHidden;
+      endNote.hidden = previous.endHidden;
+      hits = previous.hits;
+      grid.setAttribute("aria-busy", "false");
+      section.hidden = false;
+      previous = null;
+      return true;
+    },
+
     // Placeholders while a new search runs; `preview` shows the query at once (an object URL).
     loading(k, preview) {
+      const shown = !section.hidden && grid.querySelector(".hit:not(.skeleton)");
+      previous = shown ? {
+        cards: Array.from(grid.children), texts: [heading.textContent, meta.textContent, counter.textContent],
+        image: [queryImage.src, queryImage.alt], moreHidden: more.hidden, endHidden: endNote.hidden, hits,
+      } : null;
       section.hidden = false;
       grid.setAttribute("aria-busy", "true");
       grid.replaceChildren(...Array.from({ length: Math.min(k, SKELETONS_MAX) }, () => el("li", { class: "hit skeleton" })));
@@ -86,6 +136,7 @@ export function createResults(actions) {
     },
 
     hide() {
+      previous = null;
       section.hidden = true;
       grid.setAttribute("aria-busy", "false");
     },
@@ -108,7 +159,10 @@ export function createResults(actions) {
             .filter(Boolean).join(" · ");
         }
         grid.replaceChildren();
+        hits = [];
+        previous = null;
       }
+      hits = [...hits, ...body.hits];
       grid.append(...body.hits.map((hit) => hitCard(hit, actions)));
       grid.setAttribute("aria-busy", "false");
       section.hidden = false;

@@ -1,24 +1,36 @@
-// The status line in the header: collection size, model and index type, from /api/stats.
+// The status line in the header, in a user's words: how many images, how they are searched, and
+// (a button) which files are duplicates; the model and index details are on hover (and in
+// `whysim stats`).
 import * as api from "./api.js";
-import { byId, formatCount, plural } from "./dom.js";
+import { byId, el, formatCount, plural } from "./dom.js";
+
+const SEARCH_WORDS = { flat: "exact search", hnsw: "fast approximate search", ivfpq: "compact approximate search" };
+
+function modelWords(card) {
+  if (!card) return "";
+  if (card.weights === "imagenet") return "general-purpose photo model";
+  if (card.weights === "none") return "untrained model";
+  return "model trained for this collection";
+}
 
 function describe(stats) {
   const counts = stats.status || {};
-  const parts = [plural(counts.indexed || 0, "image") + " indexed"];
-  if (counts.duplicate) parts.push(plural(counts.duplicate, "duplicate"));
+  const parts = [plural(counts.indexed || 0, "image")];
   if (counts.failed) parts.push(`${formatCount(counts.failed)} unreadable`);
-  parts.push(`model ${stats.model}`, `${stats.index_type} index`);
-  return parts.join(" · ");
+  parts.push(modelWords(stats.model_card), SEARCH_WORDS[stats.index_type] || "");
+  return parts.filter(Boolean).join(" · ");
 }
 
 function details(stats) {
-  const lines = [`${formatCount(stats.vectors)} vectors`, `data directory ${stats.data_dir}`];
+  const lines = [`model ${stats.model}`, `${stats.index_type} index, ${formatCount(stats.vectors)} vectors`,
+    `data directory ${stats.data_dir}`];
   for (const root of stats.collections || []) lines.push(`collection ${root}`);
   return lines.join("\n");
 }
 
 // Shows the status; resolves to the stats (ready or not), or to null when the server cannot say.
-export async function loadStatus() {
+// onDuplicates: called when the duplicates count is clicked.
+export async function loadStatus(onDuplicates) {
   const line = byId("status");
   const text = line.querySelector(".status-text");
   try {
@@ -26,6 +38,13 @@ export async function loadStatus() {
     line.dataset.state = stats.ready ? "ready" : "empty";
     text.textContent = stats.ready ? describe(stats) : "No index yet";
     line.title = details(stats);
+    const duplicates = stats.status?.duplicate || 0;
+    if (stats.ready && duplicates) {
+      text.append(" · ", el("button", {
+        id: "duplicates-button", class: "link-button", type: "button", text: plural(duplicates, "duplicate"),
+        "aria-controls": "duplicates", onclick: onDuplicates,
+      }));
+    }
     return stats;
   } catch (error) {
     line.dataset.state = "error";
