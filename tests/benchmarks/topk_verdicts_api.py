@@ -42,7 +42,8 @@ def main() -> None:
     _, report = run_whysim("index", dataset, "--data-dir", data, "--no-progress")
     print(f"indexed {dataset.name}: {report['indexed']} new, {report['unchanged']} unchanged, "
           f"{report['vectors']} vectors, whitening {report['whitening']}")
-    with whysim_server(data) as url:
+    with whysim_server(data) as server:
+        url = server.base_url + "/"
         images, offset = [], 0
         while offset is not None:
             page = api(url, f"api/images?limit=500&offset={offset}")
