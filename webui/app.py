@@ -13,6 +13,7 @@ from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
 from whysim.search.api.metrics import register_metrics_route
 from whysim.search.api.routes import register_api
 from whysim.search.api.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from whysim.search.serving.decode_budget import DecodeBudget
 from whysim.search.serving.engine import SearchEngine
 from whysim.webui.pages import register_pages
 from whysim.webui.security import CORS_ORIGINS_KEY, install_security
@@ -43,7 +44,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s,
-                               model_queue_size=settings.model_queue_size)
+                               model_queue_size=settings.model_queue_size,
+                               decode_budget=DecodeBudget(settings.decode_budget_bytes))
     register_api(app, engine, settings)
     register_pages(app)
     if app.config[METRICS_ROUTE_KEY]:
