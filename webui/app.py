@@ -24,7 +24,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
     "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
     "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
-    ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403
+    ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403 (401 without a token)
     CORS_ORIGINS_KEY: None,  # None: no CORS headers; else the exact origins allowed to call the API
     TRUSTED_PROXIES_KEY: 0,  # reverse proxies in front whose X-Forwarded-For names the client
     METRICS_ROUTE_KEY: True,  # /metrics on this app, behind the admin token (False: served on its own port)

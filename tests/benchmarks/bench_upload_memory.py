@@ -99,7 +99,9 @@ def main() -> None:
     ids = indexed_ids(data_dir)
     files = distinct_pngs(args.side, args.uploads)
     log(f"{args.uploads} PNGs of {args.side}x{args.side}, {len(files[0]) / 1024:.0f} KB each")
-    with whysim_server(data_dir, "--production", "--no-access-log") as server:
+    # The warm-up's upload counts against the client's limit: room for it and the burst.
+    limit = f"{args.uploads + 1}/minute"
+    with whysim_server(data_dir, "--production", "--no-access-log", "--upload-limit", limit) as server:
         pid = server.process.pid
         warm_up(server.base_url, ids, photos[0])
         time.sleep(1)
