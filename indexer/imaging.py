@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
@@ -14,6 +14,14 @@ IMAGE_EXTENSIONS = frozenset({
 # Larger than PIL's default (89 MP) so scans and pathology tiles fit, small enough that a
 # decompression bomb cannot take the machine's memory (128 MP of RGB is ~400 MB).
 DEFAULT_MAX_PIXELS = 128_000_000
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+ORIENTATION_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+AXIS_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+REDUCIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F", "CMYK"})
 
 
 class ImageRejected(ValueError):
@@ -58,8 +66,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                  draft_size: int | None = None) -> DecodedImage:
     """Decodes bytes into RGB with EXIF orientation honoured.
 
-    `draft_size` lets JPEG decoding shrink by a power of two while staying at least that
-    size on both sides, which makes large photos several times cheaper to decode.
+    `draft_size` shrinks the picture by a power of two while it stays at least that size on
+    both sides: JPEG while decoding (several times cheaper), other formats right after
+    (Image.reduce), so that rotation and conversion to RGB never work on the full-size pixels.
     Raises ImageRejected with a short reason for anything unusable.
     """
     if not data:
@@ -76,10 +85,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                     f"too many pixels: {width}x{height} exceeds the limit of {max_pixels:,}")
             if width == 0 or height == 0:
                 raise ImageRejected("image has no pixels")
-            transpose = _orientation_swaps_axes(image)
-            if draft_size and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            ImageOps.exif_transpose(image, in_place=True)  # decodes; in place: no copy of the pixels
+            orientation = _orientation(image)
+            decoded_size(image, draft_size)  # sets a JPEG's draft: decoded small
+            image.load()
+            if draft_size and image.format != "JPEG":
+                image = _reduced(image, draft_size)
+            if orientation in ORIENTATION_TRANSPOSES:
+                image = image.transpose(ORIENTATION_TRANSPOSES[orientation])
             rgb = _to_rgb(image)
     except ImageRejected:
         raise
@@ -92,17 +104,36 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         if "truncated" in reason.lower():
             reason = "truncated image file"
         raise ImageRejected(f"cannot decode: {reason}") from exc
-    if transpose:
+    if orientation in AXIS_SWAPPING_ORIENTATIONS:
         width, height = height, width
     return DecodedImage(rgb, width, height)
 
 
-def _orientation_swaps_axes(image: Image.Image) -> bool:
+def decoded_size(image: Image.Image, draft_size: int | None) -> tuple[int, int]:
+    """The size `image` (opened, not yet loaded) decodes at: a JPEG's draft when `draft_size`
+    is given (this sets the draft), the full size otherwise."""
+    if draft_size and image.format == "JPEG":
+        image.draft("RGB", (draft_size, draft_size))
+    return image.size
+
+
+def _reduced(image: Image.Image, draft_size: int) -> Image.Image:
+    """Shrunk by the largest power of two that keeps both sides at least `draft_size`."""
+    factor = 1
+    while min(image.size) // (factor * 2) >= draft_size:
+        factor *= 2
+    if factor == 1:
+        return image
+    if image.mode not in REDUCIBLE_MODES:
+        image = _to_rgb(image)
+    return image.reduce(factor)
+
+
+def _orientation(image: Image.Image) -> int:
     try:
-        orientation = image.getexif().get(0x0112, 1)
+        return int(image.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject the picture
-        return False
-    return orientation in (5, 6, 7, 8)
+        return 1
 
 
 def resize_square(image: Image.Image, size: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, check_admin_token
 from whysim.search.api.metrics import register_metrics_route
 from whysim.search.api.routes import register_api
 from whysim.search.api.settings import DEFAULT_MAX_UPLOAD_BYTES, ApiSettings
+from whysim.search.serving.decode_budget import DecodeBudget
 from whysim.search.serving.engine import SearchEngine
 from whysim.webui.pages import register_pages
 from whysim.webui.security import CORS_ORIGINS_KEY, install_security
@@ -23,7 +24,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WHYSIM_DATA_DIR": None,  # None: $WHYSIM_DATA_DIR, else ./whysim-data
     "WHYSIM_CATALOG_URL": None,  # None: $WHYSIM_CATALOG_URL, else SQLite inside the data directory
     "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
-    ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403
+    ADMIN_TOKEN_KEY: None,  # None: read-only; endpoints that change the collection answer 403 (401 without a token)
     CORS_ORIGINS_KEY: None,  # None: no CORS headers; else the exact origins allowed to call the API
     TRUSTED_PROXIES_KEY: 0,  # reverse proxies in front whose X-Forwarded-For names the client
     METRICS_ROUTE_KEY: True,  # /metrics on this app, behind the admin token (False: served on its own port)
@@ -43,7 +44,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s,
-                               model_queue_size=settings.model_queue_size)
+                               model_queue_size=settings.model_queue_size,
+                               decode_budget=DecodeBudget(settings.decode_budget_bytes))
     register_api(app, engine, settings)
     register_pages(app)
     if app.config[METRICS_ROUTE_KEY]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from whysim.search.api.settings import (
     LOOPBACK_UPLOAD_RATE_LIMIT,
     ApiSettings,
 )
+from whysim.search.serving.memory import keep_heap_small
 from whysim.webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
+from whysim.webui.connection_guard import ConnectionPolicy
 from whysim.webui.production import DEFAULT_THREADS, serve_production
 from whysim.webui.security import CORS_ORIGINS_KEY
 
@@ -45,10 +48,12 @@ from whysim.webui.security import CORS_ORIGINS_KEY
               help="Serve with waitress (threaded production WSGI server) instead of Flask's development server.")
 @click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
               help="Request threads of the production server.")
-@click.option("--admin-token", envvar=ADMIN_TOKEN_KEY, default=None,
-              help=f"Enables the endpoints that change the collection (POST /api/index/refresh) for clients "
-                   f"sending 'Authorization: Bearer TOKEN'; at least {MIN_TOKEN_LENGTH} characters "
-                   f"(${ADMIN_TOKEN_KEY}). Without it the server is read-only.")
+@click.option("--admin-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help=f"A file whose first line is the admin token (or set ${ADMIN_TOKEN_KEY}): enables the endpoints "
+                   f"that change the collection (POST /api/index/refresh) for clients sending 'Authorization: "
+                   f"Bearer TOKEN'; at least {MIN_TOKEN_LENGTH} characters. Without it the server is read-only. "
+                   "(Not on the command line: anyone who can run `ps` would read it there.)")
+@click.option("--admin-token", "admin_token_argument", hidden=True, default=None, expose_value=True)
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="An origin (https://host[:port]) whose pages may call the API; repeat for more. "
                    "Default: none (no CORS headers).")
@@ -75,13 +80,19 @@ from whysim.webui.security import CORS_ORIGINS_KEY
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Interface of --metrics-port.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="One logfmt line per request on standard error (logger whysim.access).")
+@click.option("--connections-per-client", type=click.IntRange(min=0), default=ConnectionPolicy.per_client,
+              show_default=True, help="Open connections one client address may hold under --production (0: no cap; "
+                                      "off with --trusted-proxies, where the proxy limits clients).")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
-                  max_k: int, device: str, production: bool, threads: int, admin_token: str | None,
+                  max_k: int, device: str, production: bool, threads: int, admin_token_file: Path | None,
+                  admin_token_argument: str | None,
                   cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str | None,
-                  explain_limit: str | None, overlay_limit: str | None, model_queue: int, trusted_proxies: int, metrics_port: int | None,
-                  metrics_host: str, access_log: bool) -> None:
+                  explain_limit: str | None, overlay_limit: str | None, model_queue: int, trusted_proxies: int,
+                  metrics_port: int | None, metrics_host: str, access_log: bool, connections_per_client: int) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
+    admin_token = read_admin_token(admin_token_file, admin_token_argument)
     configure_access_log(access_log)
+    keep_heap_small()
     defaults = ApiSettings().for_loopback() if loopback_only(host, trusted_proxies) else ApiSettings()
     upload_limit = upload_limit or defaults.upload_rate_limit
     explain_limit = explain_limit or defaults.explain_rate_limit
@@ -105,7 +116,8 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
     if production:
         serve_production(app, host, port, threads,
                          lambda port_bound: click.echo(f"serving {datadir.root} at {page_url(host, port_bound)} "
-                                                       f"(waitress, {threads} threads, {access}; Ctrl-C to stop)"))
+                                                       f"(waitress, {threads} threads, {access}; Ctrl-C to stop)"),
+                         ConnectionPolicy(per_client=connections_per_client))
         return
     # When it cannot listen (port taken, address not ours), werkzeug says why and exits with 1.
     server = make_server(host, port, app, threaded=True)
@@ -128,6 +140,23 @@ def loopback_only(host: str, trusted_proxies: int) -> bool:
         return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def read_admin_token(path: Path | None, argument: str | None) -> str | None:
+    """The token from its file, else from the environment; never from the command line."""
+    if argument is not None:
+        raise click.UsageError(f"--admin-token is not accepted: anyone who can run `ps` would read the token on the "
+                               f"command line. Put it in a file (--admin-token-file PATH) or in ${ADMIN_TOKEN_KEY}.")
+    if path is None:
+        return os.environ.get(ADMIN_TOKEN_KEY) or None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read the admin token from {path}: {exc}") from exc
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise click.ClickException(f"{path} is empty: its first line must be the admin token")
+    return token
 
 
 def configure_access_log(enabled: bool) -> None:

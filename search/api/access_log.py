@@ -15,14 +15,23 @@ from whysim.search.api.metrics import metrics_of, request_seconds, request_start
 
 LOGGER_NAME = "whysim.access"
 logger = logging.getLogger(LOGGER_NAME)
-BARE_VALUE = re.compile(r"^[^\s\"=\\]+$")
+BARE_VALUE = re.compile(r"^[^\s\"=\\\x00-\x1f\x7f-\x9f]+$")
+# Every control character (C0, DEL, C1) is written as an escape: a request path can carry CR,
+# ESC or NUL, which would otherwise forge log lines or drive the terminal that shows the log.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return NAMED_ESCAPES.get(char, f"\\x{ord(char):02x}")
 
 
 def logfmt_value(value: object) -> str:
     text = str(value)
     if BARE_VALUE.match(text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + CONTROL.sub(_escape_control, text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def logfmt(**fields: object) -> str:

@@ -1,7 +1,8 @@
 """The admin token: endpoints that change the collection answer only to `Authorization: Bearer <token>`.
 
-Without a configured token (`WHYSIM_ADMIN_TOKEN`, `whysim serve --admin-token`) the server is
-read-only: such endpoints answer 403 whatever the client sends. The comparison takes the same
+Without a configured token (`WHYSIM_ADMIN_TOKEN`, `whysim serve --admin-token-file`) the server is
+read-only: such endpoints answer 403 to a client that sends a token, and 401 (with
+WWW-Authenticate, as for any request without credentials) to one that sends none. The comparison takes the same
 time whatever the guess, so the token cannot be found character by character.
 """
 from __future__ import annotations
@@ -44,14 +45,15 @@ def admin_token_required(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         configured = current_app.config.get(ADMIN_TOKEN_KEY)
-        if not configured:
-            return error_response(403, "this server is read-only: start it with --admin-token "
-                                       "(or WHYSIM_ADMIN_TOKEN) to allow changes")
-        if not has_admin_token():
-            response: Response = error_response(401, "missing or wrong admin token: send "
-                                                     "'Authorization: Bearer <token>'")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="whysim admin"'
-            return response
-        return view(*args, **kwargs)
+        read_only = ("this server is read-only: start it with --admin-token-file (or WHYSIM_ADMIN_TOKEN) "
+                     "to allow changes")
+        if configured and has_admin_token():
+            return view(*args, **kwargs)
+        if not configured and bearer_token() is not None:
+            return error_response(403, read_only)
+        response: Response = error_response(401, read_only if not configured else
+                                             "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="whysim admin"'
+        return response
 
     return guarded  # type: ignore[return-value]

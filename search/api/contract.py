@@ -25,15 +25,15 @@ OPERATION_ATTRIBUTE = "api_operation"
 
 ERROR_TEXT = {
     400: "Bad request: a malformed parameter, or an upload that is not a decodable image.",
-    401: "Missing or wrong admin token (send `Authorization: Bearer <token>`).",
-    403: "The server is read-only: no admin token is configured.",
+    401: "Missing or wrong admin token (send `Authorization: Bearer <token>`); on a read-only server, no token sent.",
+    403: "The server is read-only (no admin token is configured) and a token was sent.",
     404: "Unknown image id, image without a vector or file, or an uploaded query no longer held.",
     409: "A re-index is already running (this server's, or another `whysim index` on the data directory).",
-    413: "Upload larger than the byte limit, or an image with more pixels than allowed.",
+    413: "Upload larger than the byte limit, or an image with more pixels than allowed or than the decode budget holds.",
     415: "Unsupported request body type.",
     429: "This client sent too many of these requests; wait for `Retry-After` seconds.",
     503: "No searchable index yet (or a rebuild in progress), the model cannot be loaded, or the model's "
-         "queue is full (then with `Retry-After`).",
+         "queue or the uploads' decode budget is full (then with `Retry-After`).",
 }
 
 

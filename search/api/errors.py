@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from whysim.indexer.imaging import ImageRejected, ImageTooLarge
 from whysim.indexer.model.loading import ModelLoadError
+from whysim.search.serving.decode_budget import DecodeBusy
 from whysim.search.serving.engine import IndexNotReady, NotSearchable, UnknownImage
 from whysim.search.serving.model_host import ModelBusy
 from whysim.search.serving.pictures import ImageUnavailable
@@ -27,6 +28,7 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (IndexNotReady, 503),
     (ModelLoadError, 503),
     (ModelBusy, 503),
+    (DecodeBusy, 503),
 )
 
 

@@ -218,7 +218,9 @@ def _request_models(default_k: int, max_k: int, max_offset: int, max_list_limit:
         model_config = ConfigDict(extra="forbid")
         image: bytes = Field(json_schema_extra={"format": "binary", "contentMediaType": "image/*"},
                              description=f"The query image file{limit}; anything that is not a decodable "
-                                         "image is refused with 400.")
+                                         "image is refused with 400, an image that needs more memory to decode "
+                                         "than the server's decode budget with 413, and 503 with Retry-After "
+                                         "asks to retry while other uploads hold that budget.")
         _only_an_upload = model_validator(mode="before")(_upload_only)
 
     class SearchPaging(RequestModel):
@@ -433,8 +435,11 @@ class ImageList(ResponseModel):
     next_offset: int | None
 
 
+PRIVATE_TEXT = "Paths on the server: only for clients sending the admin token, null for others."
+
+
 class Stats(ResponseModel):
-    data_dir: str
+    data_dir: str | None = Field(description=PRIVATE_TEXT)
     images: int
     status: dict[str, int]
     vectors: int
@@ -442,7 +447,7 @@ class Stats(ResponseModel):
     ready: bool
     model: str | None
     model_card: dict[str, Any] | None
-    collections: list[str]
+    collections: list[str] | None = Field(description=PRIVATE_TEXT)
     disk_bytes: int
     caches: dict[str, int]
 

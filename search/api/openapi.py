@@ -117,6 +117,6 @@ def openapi_document(app: Flask, models: RequestModels, examples: Mapping[str, A
         "components": {"schemas": components,
                        "securitySchemes": {SECURITY_SCHEME: {
                            "type": "http", "scheme": "bearer",
-                           "description": "The server's admin token (whysim serve --admin-token); without "
+                           "description": "The server's admin token (whysim serve --admin-token-file, or WHYSIM_ADMIN_TOKEN); without "
                                           "one configured, the server is read-only."}}},
     }

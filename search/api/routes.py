@@ -20,6 +20,7 @@ from whysim.indexer.catalog.schema import ImageStatus
 from whysim.search.api import models
 from whysim.search.api import params as api_params
 from whysim.search.api.admin import register_admin
+from whysim.search.api.admin_auth import has_admin_token
 from whysim.search.api.contract import Binary, Operation, documented, validated
 from whysim.search.api.errors import error_response, install_app_error_handlers, register_blueprint_errors
 from whysim.search.api.fair_use import RateLimits, install_rate_limits
@@ -388,7 +389,7 @@ def image_file(image_id: int) -> Response:
 # ------------------------------------------------------------ stats and meta
 
 
-@route("/stats", Operation("stats", "Counts, model, index and caches.", {200: ("Statistics.", models.Stats)}))
+@route("/stats", Operation("stats", "Counts, model, index and caches (paths only with the admin token).", {200: ("Statistics.", models.Stats)}))
 def stats() -> Response:
     s = services()
     catalog = s.engine.catalog
@@ -396,13 +397,14 @@ def stats() -> Response:
     snapshot = s.engine.watcher.current()
     card = snapshot.card
     explanations = s.explanations.cache
+    admin = has_admin_token()  # paths on this machine are for the operator, not for any client
     return json_response(models.Stats(
-        data_dir=str(s.engine.datadir.root), images=sum(counts.values()), status=counts,
+        data_dir=str(s.engine.datadir.root) if admin else None, images=sum(counts.values()), status=counts,
         vectors=len(snapshot.store) if snapshot.store is not None else 0,
         index_type=snapshot.store.kind if snapshot.store is not None else None,
         ready=snapshot.ready, model=card.short_name() if card else None,
         model_card=card.to_dict() if card else None,
-        collections=sorted(catalog.collection_roots().values()),
+        collections=sorted(catalog.collection_roots().values()) if admin else None,
         disk_bytes=s.engine.datadir.disk_bytes(),
         caches={"uploads": len(s.uploads), "explanations": len(explanations),
                 "explanation_hits": explanations.hits, "explanation_misses": explanations.misses},

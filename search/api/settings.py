@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from whysim.search.serving.decode_budget import DEFAULT_DECODE_BUDGET_BYTES
 from whysim.search.serving.explanations import DEFAULT_EXPLANATION_CACHE_SIZE, DEFAULT_PICTURE_CACHE_SIZE
 from whysim.search.serving.model_host import DEFAULT_QUEUE_SIZE
 from whysim.search.serving.pictures import DEFAULT_DISPLAY_SIDE
@@ -14,8 +15,9 @@ from whysim.search.serving.thumbnails import DEFAULT_THUMBNAIL_SIDE
 from whysim.search.serving.uploads import DEFAULT_UPLOAD_CACHE_SIZE
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-# Covers 50 MP phone cameras; a decoded 64 MP upload takes ~190 MB, which bounds what one
-# request can cost the server (indexing allows more: see whysim.indexer.imaging.DEFAULT_MAX_PIXELS).
+# Covers 50 MP phone cameras; a decoded 64 MP upload takes up to 320 MB (4 bytes a pixel, plus a
+# byte for palette images), which fits the decode budget that concurrent uploads share
+# (search/serving/decode_budget.py); indexing allows more (whysim.indexer.imaging.DEFAULT_MAX_PIXELS).
 DEFAULT_UPLOAD_MAX_PIXELS = 64_000_000
 # Per-client limits on loopback: a search a second and an explanation (with its 4 overlays) every
 # 0.1 s, for a minute on end, stays under them.
@@ -31,6 +33,7 @@ class ApiSettings:
     max_offset: int = 10_000
     max_list_limit: int = 500
     upload_max_pixels: int = DEFAULT_UPLOAD_MAX_PIXELS
+    decode_budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES  # decoded pixels of all uploads being decoded at once
     upload_cache_size: int = DEFAULT_UPLOAD_CACHE_SIZE
     explanation_cache_size: int = DEFAULT_EXPLANATION_CACHE_SIZE
     picture_cache_size: int = DEFAULT_PICTURE_CACHE_SIZE

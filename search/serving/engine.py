@@ -32,6 +32,7 @@ from whysim.indexer.vector_stores.choice import open_location
 from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
 from whysim.indexer.verdicts import Verdict, VerdictJudge, VerdictRule
 from whysim.search.explain.gradcam import PairExplanation
+from whysim.search.serving.decode_budget import DecodeBudget, decode_cost
 from whysim.search.serving.index_snapshot import IndexWatcher, ServedIndex
 from whysim.search.serving.model_host import DEFAULT_QUEUE_SIZE, ModelHost
 from whysim.search.serving.pictures import (
@@ -112,7 +113,7 @@ class UploadedQuery:
 class SearchEngine:
     def __init__(self, datadir: DataDir, catalog: Catalog, watcher: IndexWatcher, models: ModelHost,
                  upload_max_pixels: int = DEFAULT_MAX_PIXELS, display_side: int = DEFAULT_DISPLAY_SIDE,
-                 location: VectorLocation | None = None) -> None:
+                 location: VectorLocation | None = None, decode_budget: DecodeBudget | None = None) -> None:
         self.datadir = datadir
         self.catalog = catalog
         self.watcher = watcher
@@ -120,17 +121,18 @@ class SearchEngine:
         self.upload_max_pixels = upload_max_pixels
         self.display_side = display_side
         self.location = location
+        self.decode_budget = decode_budget or DecodeBudget()
 
     @classmethod
     def open(cls, datadir: DataDir, device: str = "cpu", upload_max_pixels: int = DEFAULT_MAX_PIXELS,
              display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0,
-             model_queue_size: int = DEFAULT_QUEUE_SIZE) -> SearchEngine:
+             model_queue_size: int = DEFAULT_QUEUE_SIZE, decode_budget: DecodeBudget | None = None) -> SearchEngine:
         """Opens the catalog now; the index is read on first use and the model on first embedding."""
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
         location = open_location(datadir, catalog)
         watcher = IndexWatcher(location, catalog.active_model, check_interval_s)
-        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device, model_queue_size), upload_max_pixels, display_side,
-                   location)
+        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device, model_queue_size), upload_max_pixels,
+                   display_side, location, decode_budget)
 
     def close(self) -> None:
         self.models.close()
@@ -187,9 +189,12 @@ class SearchEngine:
     # ---------------------------------------------------------------- queries
 
     def upload(self, data: bytes) -> UploadedQuery:
-        """Decodes and embeds uploaded bytes; raises ImageRejected (ImageTooLarge) for bad ones."""
+        """Decodes and embeds uploaded bytes; raises ImageRejected (ImageTooLarge) for bad ones, and
+        DecodeBusy when the decode budget stays full (see search/serving/decode_budget.py)."""
         card = self.snapshot().card
-        picture = read_picture(data, card.input_size, self.display_side, self.upload_max_pixels)
+        cost = decode_cost(data, min(card.input_size, self.display_side), self.upload_max_pixels)
+        with self.decode_budget.reserve(cost):
+            picture = read_picture(data, card.input_size, self.display_side, self.upload_max_pixels)
         digest = bytes_digest(data)
         vector = self.final_vectors(self.models.embed(card, picture.pixels[None]))[0]
         return UploadedQuery(digest, picture, SearchQuery(vector, exclude_sha=digest), self.model_key)

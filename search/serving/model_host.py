@@ -5,6 +5,11 @@ forward passes only compete for the same cores, one at a time keeps memory bound
 OpenMP thread team then belongs to that one thread instead of being rebuilt for every request
 thread of a threaded web server.
 
+That thread (and torch's worker threads, which it starts) runs at a lower OS priority
+(`MODEL_NICENESS`): requests that need no model time, such as searches by id, then take the
+cores first, so a client flooding explanations cannot slow them down (issue 23), while the
+model still gets every cycle they leave.
+
 The calls waiting for that thread are bounded (`queue_size`, the running one included): when
 the queue is full a call fails at once with ModelBusy (the API answers 503 with Retry-After)
 instead of waiting behind an unbounded line.
@@ -12,6 +17,7 @@ instead of waiting behind an unbounded line.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +39,15 @@ from whysim.search.explain.gradcam import PairExplainer, PairExplanation
 T = TypeVar("T")
 DEFAULT_QUEUE_SIZE = 8
 AVERAGE_WEIGHT = 0.2  # of the newest call in the running average of call durations
+MODEL_NICENESS = 10  # added to the model thread's nice value (Linux: per thread; 19 is the lowest priority)
+
+
+def lower_thread_priority(niceness: int = MODEL_NICENESS) -> None:
+    """Lowers the calling thread's scheduling priority; threads it starts later inherit it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: the model then runs at the request threads' priority
 
 
 class ModelBusy(RuntimeError):
@@ -50,7 +65,8 @@ class ModelHost:
             raise ValueError("the model queue must hold at least 1 request")
         self.models_dir = models_dir
         self.device = resolve_device(device)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whysim-model")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whysim-model",
+                                          initializer=lower_thread_priority)
         self._embedder: Embedder | None = None
         self._explainer: PairExplainer | None = None
         self._lock = threading.Lock()

@@ -37,11 +37,10 @@ def read_picture(data: bytes, input_size: int, display_side: int = DEFAULT_DISPL
     for_model = decode_image(data, max_pixels=max_pixels, draft_size=input_size)
     pixels = model_pixels(for_model.image, input_size)
     if for_model.image.size in ((for_model.width, for_model.height), (for_model.height, for_model.width)):
-        source = for_model.image  # not reduced by a JPEG draft: good enough to display
+        display = for_model.image  # not reduced while decoding: good enough to display
     else:
-        source = decode_image(data, max_pixels=max_pixels, draft_size=display_side).image
-    display = source.copy()
-    display.thumbnail((display_side, display_side), Image.Resampling.BILINEAR)
+        display = decode_image(data, max_pixels=max_pixels, draft_size=display_side).image
+    display.thumbnail((display_side, display_side), Image.Resampling.BILINEAR)  # in place: no full-size copy
     return Picture(pixels, display, for_model.width, for_model.height)
 
 

@@ -8,13 +8,14 @@ Indexes the photos of --dataset once (default: the bundled samples/flowers; cach
             Rate limits off (--no-rate-limits): these users are load generators, not people.
   fairness  with the default rate limits and --trusted-proxies 1 (every Locust user has its own
             X-Forwarded-For address): --searchers users (4) searching by id for --seconds alone
-            (baseline), then the same with one more user flooding /api/explain, same server.
-            The flooder must get 429s, the searchers no error and a p95 within 2x of the baseline.
+            (baseline), then the same with one more user flooding /api/explain, same server;
+            --runs such pairs (3). In every pair the flooder must get 429s, the searchers no
+            error and a p95 within 2x of the baseline taken just before.
 
 Locust's CSV stats go to --out (bench-results/load-*). Prints one table per run and the checks;
 exits with status 1 when a check fails.
 
-    .venv/bin/python tests/benchmarks/bench_load.py [--clients 8] [--seconds 60] [--only mixed|fairness]
+    .venv/bin/python tests/benchmarks/bench_load.py [--clients 8] [--seconds 60] [--runs 3] [--only mixed|fairness]
 """
 from __future__ import annotations
 
@@ -88,16 +89,25 @@ def mixed(data_dir: Path, workload: Path, args: argparse.Namespace, ids: list[in
 
 
 def fairness(data_dir: Path, workload: Path, args: argparse.Namespace, ids: list[int], photo: Path) -> bool:
+    """--runs pairs of runs on one server: the searchers alone, then with the flooder."""
+    passed = True
     with whysim_server(data_dir, "--production", "--threads", str(args.threads), "--trusted-proxies", "1",
                        "--no-access-log") as server:
         warm_up(server.base_url, ids, photo)
-        alone = run_locust(server.base_url, workload, args.out / "load-fair-baseline", args.searchers,
-                           args.seconds, ("Searcher",), args.max_requests)
-        flooded = run_locust(server.base_url, workload, args.out / "load-fair-flooded", args.searchers + 1,
-                             args.seconds, ("Searcher", "Flooder"), args.max_requests)
-    print(f"\nfairness baseline: {args.searchers} searchers by id, {args.seconds:g} s, default rate limits\n"
-          f"{alone.table()}")
-    print(f"\nfairness: the same {args.searchers} searchers + 1 client flooding /api/explain\n{flooded.table()}")
+        for run in range(1, args.runs + 1):
+            alone = run_locust(server.base_url, workload, args.out / f"load-fair-baseline-{run}", args.searchers,
+                               args.seconds, ("Searcher",), args.max_requests)
+            flooded = run_locust(server.base_url, workload, args.out / f"load-fair-flooded-{run}", args.searchers + 1,
+                                 args.seconds, ("Searcher", "Flooder"), args.max_requests)
+            passed &= fairness_checks(run, alone, flooded, args)
+    return passed
+
+
+def fairness_checks(run: int, alone: LocustRun, flooded: LocustRun, args: argparse.Namespace) -> bool:
+    print(f"\nfairness run {run}, baseline: {args.searchers} searchers by id, {args.seconds:g} s, default rate "
+          f"limits\n{alone.table()}")
+    print(f"\nfairness run {run}: the same {args.searchers} searchers + 1 client flooding /api/explain\n"
+          f"{flooded.table()}")
     before, after = alone.stats["search by id"], flooded.stats["search by id"]
     flood = flooded.stats["flood explain"]
     refused = flooded.failures.get(("flood explain", "HTTP 429"), 0)
@@ -128,6 +138,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="Locust users of the mixed run")
     parser.add_argument("--searchers", type=int, default=4, help="users searching by id in the fairness run")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--runs", type=int, default=3, help="pairs of fairness runs (baseline, then flooded)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="each Locust run stops after these")
     parser.add_argument("--threads", type=int, default=8, help="request threads of the production server")
     parser.add_argument("--input-size", type=int, default=224)

@@ -20,10 +20,11 @@ def assert_json_error(response, status: int, fragment: str) -> None:
     assert response.is_json and fragment in response.json["error"]
 
 
-@pytest.mark.parametrize("headers", [{}, BEARER, {"Authorization": "Bearer "}])
-def test_without_a_configured_token_the_server_is_read_only(client, headers) -> None:
-    assert_json_error(client.post("/api/index/refresh", headers=headers), 403, "this server is read-only")
-    assert_json_error(client.get("/api/index/refresh", headers=headers), 403, "this server is read-only")
+@pytest.mark.parametrize("headers, status", [({}, 401), (BEARER, 403), ({"Authorization": "Bearer "}, 401)])
+def test_without_a_configured_token_the_server_is_read_only(client, headers, status) -> None:
+    """403 to a client that sends a token; 401 (no credentials) to one that sends none."""
+    assert_json_error(client.post("/api/index/refresh", headers=headers), status, "this server is read-only")
+    assert_json_error(client.get("/api/index/refresh", headers=headers), status, "this server is read-only")
 
 
 @pytest.mark.parametrize("authorization", [

@@ -52,7 +52,9 @@ def client(make_app, built_index):
 
 def test_metrics_need_the_admin_token(client, make_app, built_index) -> None:
     assert client.get("/metrics").status_code == 401
-    assert make_app(built_index).test_client().get("/metrics").status_code == 403  # read-only server
+    read_only = make_app(built_index).test_client()
+    assert read_only.get("/metrics").status_code == 401  # no credentials sent
+    assert read_only.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 403
 
 
 def test_request_counters_and_histograms_move_with_requests(client, images) -> None:

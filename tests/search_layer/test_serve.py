@@ -55,7 +55,7 @@ def test_production_server_is_waitress_with_json_errors_and_security_headers(bui
         status, answer = post_json(server.port, {"image_id": images["stripes/stripes_002.jpg"].id, "k": 3})
         assert status == 200 and len(answer["hits"]) == 3
         status, answer = server.get_json("/api/index/refresh")
-        assert status == 403 and "read-only" in answer["error"]
+        assert status == 401 and "read-only" in answer["error"]  # no credentials sent
         assert "(waitress, 2 threads, read-only; Ctrl-C to stop)" in server.log()
 
 
