@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import FAISS_STORAGE, encode, make_picture, vector_store_option
+from conftest import ALL_STORAGE, FAISS_STORAGE, encode, make_picture, vector_store_option
 from whysim_cli import catalog_query, stored_vectors
 
 from whysim.indexer.catalog.database import create_catalog_engine
@@ -219,7 +219,9 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
     return True, checks
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url, storage) -> None:
+@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url, storage,
+                                                              request: pytest.FixtureRequest) -> None:
     everything = build_collection(tmp_path / "everything", range(PICTURES + 16))
     clean = DataDir(tmp_path / "clean")
     index_in_process(everything, clean)
@@ -232,9 +234,10 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
         rng = random.Random(trial)
         root = build_collection(tmp_path / f"trial{trial}" / "photos", range(PICTURES))
         datadir = DataDir(tmp_path / f"trial{trial}" / "data", new_catalog_url())
-        store_option = vector_store_option(storage, tmp_path / f"trial{trial}")
+        store_option = vector_store_option(storage, tmp_path / f"trial{trial}", request)
         extra: list[str] = ["--vector-store", store_option] if store_option else []
-        watch = store_option is None  # a FAISS file can be read while the indexer writes it
+        # A FAISS file or a Milvus server can be read while the indexer writes (a Lite file cannot).
+        watch = store_option is None or store_option.startswith("milvus://")
         ids_before: set[int] = set()
         if trial % 2:  # a prune run: some files gone, some new, on an existing index
             index_in_process(root, datadir, *extra)
