@@ -4,9 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
-from conftest import ALL_STORAGE
 from whysim_cli import live_store
 
 from whysim.indexer.datadir import DataDir
@@ -28,7 +26,6 @@ def neighbours(datadir: DataDir) -> tuple[np.ndarray, np.ndarray]:
         return ids, store.search(queries, 3)[1]
 
 
-@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
 def test_compact_changes_type_and_keeps_ids_and_results(make_collection, datadir: DataDir) -> None:
     root = make_collection({"blobs": 6, "stripes": 6})
     run("index", str(root), "--data-dir", str(datadir.root), "--json", *SMALL)

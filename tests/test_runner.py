@@ -69,7 +69,6 @@ def test_changed_file_gets_a_new_vector_and_the_others_keep_theirs(make_collecti
         np.testing.assert_array_equal(after.vector(path), before.vector(path))
 
 
-@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
 def test_missing_files_are_reported_then_pruned(make_collection, datadir) -> None:
     root = make_collection()
     index_json(root, datadir)
