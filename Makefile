@@ -5,13 +5,15 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA_DIR ?= whysim-data
 PORT ?= 8000
-# The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it when missing.
+# The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it when missing,
+# and Debian's redis-server for the shared rate-limit test.
 CHROMIUM := /usr/bin/chromium
+REDIS := /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch/torchvision are pinned to the wheels this machine's pip can install offline.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install install-test chromium demo test bench lint clean
+.PHONY: venv install install-test chromium redis demo test bench lint clean
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,10 @@ chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }
 
+redis:
+	@test -x $(REDIS) || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server; }
+
 demo: install
 	$(VENV)/bin/whysim index samples/flowers --data-dir $(DATA_DIR)
 	$(VENV)/bin/whysim stats --data-dir $(DATA_DIR)
@@ -40,7 +46,7 @@ lint: install-test
 	$(VENV)/bin/ruff check indexer search webui migrations tests setup.py
 	$(VENV)/bin/lint-imports
 
-test: lint chromium
+test: lint chromium redis
 	$(PY) -m pytest -q
 
 bench: install-test

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from milvus_server import MilvusServerUnavailable, MilvusTestServer, start_milvus_server
 from PIL import Image
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
@@ -73,17 +74,37 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def milvus_server() -> Iterator[MilvusTestServer]:
+    """One throwaway Milvus standalone server for the whole run (skips, saying why, where the
+    bundled server cannot run)."""
+    try:
+        server = start_milvus_server()
+    except MilvusServerUnavailable as exc:
+        pytest.skip(f"no Milvus server for the Milvus server tests: {exc}")
+    yield server
+    server.stop()
+
+
 CATALOG_BACKENDS = ["sqlite", "postgres"]
-# Catalog and vector store of the indexer suites: the catalogs with FAISS, and Milvus Lite with
-# a PostgreSQL catalog (the pairing for more than one machine; each part is independent).
-STORAGE = {"sqlite": ("sqlite", "faiss"), "postgres": ("postgres", "faiss"), "postgres-milvus": ("postgres", "milvus")}
+# Catalog and vector store of the indexer suites: the catalogs with FAISS, and Milvus (Lite, and
+# a Milvus server) with a PostgreSQL catalog (the pairing for more than one machine; each part is
+# independent).
+STORAGE = {"sqlite": ("sqlite", "faiss"), "postgres": ("postgres", "faiss"), "postgres-milvus": ("postgres", "milvus"),
+           "postgres-milvus-server": ("postgres", "milvus-server")}
 FAISS_STORAGE = ["sqlite", "postgres"]
+# Every collection a Milvus server creates costs it ~3 s (loading), so the server runs a chosen
+# part of the storage suites, `@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)`:
+# the first run and rerun, interruption, pruning, compaction, kill -9, refresh over HTTP.
+DEFAULT_STORAGE = ["sqlite", "postgres", "postgres-milvus"]
+ALL_STORAGE = list(STORAGE)
 
 
-@pytest.fixture(params=list(STORAGE))
+@pytest.fixture(params=DEFAULT_STORAGE)
 def storage(request: pytest.FixtureRequest) -> str:
     """The test's catalog + vector store; a test for FAISS files alone narrows it with
-    `@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)`."""
+    `@pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)`, one that runs on a
+    Milvus server too widens it with ALL_STORAGE."""
     return request.param
 
 
@@ -103,15 +124,19 @@ def new_catalog_url(request: pytest.FixtureRequest, storage: str) -> Callable[[]
     return create
 
 
-def vector_store_option(storage: str, place: Path) -> str | None:
-    """The --vector-store value of a setup, with its Milvus Lite file under `place`."""
-    return f"milvus:{place / 'milvus' / 'vectors.db'}" if STORAGE[storage][1] == "milvus" else None
+def vector_store_option(storage: str, place: Path, request: pytest.FixtureRequest) -> str | None:
+    """The --vector-store value of a setup: its Milvus Lite file under `place`, or a new
+    collection on the session's Milvus server."""
+    engine = STORAGE[storage][1]
+    if engine == "milvus-server":
+        return request.getfixturevalue("milvus_server").vector_store()
+    return f"milvus:{place / 'milvus' / 'vectors.db'}" if engine == "milvus" else None
 
 
 @pytest.fixture
-def vector_store(storage: str, tmp_path: Path) -> str | None:
+def vector_store(storage: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | None:
     """The test's --vector-store value (None: FAISS in the data directory)."""
-    return vector_store_option(storage, tmp_path)
+    return vector_store_option(storage, tmp_path, request)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import FAISS_STORAGE, encode, make_picture, vector_store_option
+from conftest import ALL_STORAGE, FAISS_STORAGE, STORAGE, encode, make_picture, vector_store_option
 from whysim_cli import catalog_query, stored_vectors
 
 from whysim.indexer.catalog.database import create_catalog_engine
@@ -37,6 +37,7 @@ from whysim.webui.cli import cli
 SMALL = ["--input-size", "64", "--workers", "0", "--no-progress"]
 MANY_COMMITS = ["--chunk-size", "2", "--batch-size", "1"]
 TRIALS = 4
+SERVER_TRIALS = (0, 3)
 PICTURES = 48
 
 pytestmark = pytest.mark.slow
@@ -219,7 +220,9 @@ def killed_run(root: Path, datadir: DataDir, kill: Kill, *extra: str, watch: boo
     return True, checks
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url, storage) -> None:
+@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, new_catalog_url, storage,
+                                                              request: pytest.FixtureRequest) -> None:
     everything = build_collection(tmp_path / "everything", range(PICTURES + 16))
     clean = DataDir(tmp_path / "clean")
     index_in_process(everything, clean)
@@ -228,13 +231,16 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
                  if row.status == "indexed"}
 
     interrupted = 0
-    for trial in range(TRIALS):
+    # A Milvus server costs seconds a collection: there, one add-only and one prune trial.
+    trials = SERVER_TRIALS if STORAGE[storage][1] == "milvus-server" else range(TRIALS)
+    for trial in trials:
         rng = random.Random(trial)
         root = build_collection(tmp_path / f"trial{trial}" / "photos", range(PICTURES))
         datadir = DataDir(tmp_path / f"trial{trial}" / "data", new_catalog_url())
-        store_option = vector_store_option(storage, tmp_path / f"trial{trial}")
+        store_option = vector_store_option(storage, tmp_path / f"trial{trial}", request)
         extra: list[str] = ["--vector-store", store_option] if store_option else []
-        watch = store_option is None  # a FAISS file can be read while the indexer writes it
+        # A FAISS file or a Milvus server can be read while the indexer writes (a Lite file cannot).
+        watch = store_option is None or store_option.startswith("milvus://")
         ids_before: set[int] = set()
         if trial % 2:  # a prune run: some files gone, some new, on an existing index
             index_in_process(root, datadir, *extra)
@@ -259,7 +265,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, ne
               f"{len(after_kill.vector_ids)} vectors and {len(after_kill.ids_with('indexed'))} indexed rows "
               f"on disk ({checks} checks while it ran); after the rerun {len(final.vector_ids)} vectors, "
               f"{len(final.rows)} rows")
-    assert interrupted >= TRIALS - 1, f"only {interrupted} of {TRIALS} runs were killed before they finished"
+    assert interrupted >= len(trials) - 1, f"only {interrupted} of {len(trials)} runs were killed before they finished"
 
 
 @pytest.mark.parametrize("storage", FAISS_STORAGE, indirect=True)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
+from conftest import ALL_STORAGE
 
 from whysim.webui.cli import cli
 
@@ -16,6 +18,7 @@ def run(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
 def test_index_then_rerun_embeds_nothing(make_collection, datadir) -> None:
     root = make_collection()
     first = run("index", str(root), "--data-dir", str(datadir.root), "--json", *SMALL)

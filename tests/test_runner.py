@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAISS_STORAGE, encode, make_picture
+from conftest import ALL_STORAGE, FAISS_STORAGE, encode, make_picture
 from odd_images import png_header_only, with_orientation
 from PIL import Image
 from whysim_cli import index_json, snapshot
@@ -174,6 +174,7 @@ def test_a_failed_file_is_retried_once_it_is_fixed(tmp_path: Path, datadir) -> N
     snapshot(datadir).assert_consistent()
 
 
+@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
 def test_interruption_keeps_what_was_saved_and_a_rerun_finishes(make_collection, datadir, vector_store) -> None:
     root = make_collection({"blobs": 6, "stripes": 6})
     branch = build_branch(ModelRequest(input_size=64))

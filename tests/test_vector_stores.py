@@ -1,4 +1,4 @@
-"""The vector-store contract on FAISS and on Milvus Lite: the same calls, the same answers.
+"""The vector-store contract on FAISS, Milvus Lite and a Milvus server: the same calls, the same answers.
 
 Each store is reached through its location, as the indexer and the search engine reach it;
 ids are catalog ids (sparse, non-sequential), vectors are unit vectors.
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import encode, make_picture
+from milvus_server import MilvusTestServer
 from whysim_cli import SMALL, index_json, snapshot, whysim
 
 from whysim.indexer.catalog.database import open_catalog_engine
@@ -21,13 +22,13 @@ from whysim.indexer.datadir import DataDir
 from whysim.indexer.pipeline.reconcile import merge_repeated_ids
 from whysim.indexer.vector_stores.choice import VectorStoreSpec, parse_vector_store
 from whysim.indexer.vector_stores.faiss_location import FaissLocation
-from whysim.indexer.vector_stores.milvus import MilvusLocation
+from whysim.indexer.vector_stores.milvus_generations import MilvusLocation
 from whysim.indexer.vector_stores.protocol import VectorLocation
 from whysim.indexer.vectors import VectorStore
 
 DIM = 32
 IDS = np.arange(300, dtype=np.int64) * 7 + 1000
-ENGINES = ["faiss", "milvus"]
+ENGINES = ["faiss", "milvus", "milvus-server"]
 
 
 def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
@@ -38,17 +39,22 @@ def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
 VECTORS = unit_vectors(len(IDS))
 
 
-def make_location(engine: str, place: Path) -> tuple[VectorLocation, Catalog]:
+def make_location(engine: str, place: Path, server: MilvusTestServer | None = None) -> tuple[VectorLocation, Catalog]:
+    """FAISS, Milvus Lite or (given the session's `server`) a new collection on a Milvus server."""
     catalog = Catalog(open_catalog_engine(f"sqlite:///{place / 'catalog.sqlite3'}"))
     if engine == "faiss":
         return FaissLocation(place / "vectors.faiss"), catalog
+    if engine == "milvus-server":
+        assert server is not None
+        return MilvusLocation(server.uri, server.collection_name(), catalog), catalog
     lite = str(place / "vectors.db")
     return MilvusLocation(lite, "whysim", catalog, lite), catalog
 
 
 @pytest.fixture(params=ENGINES)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorLocation]:
-    opened, catalog = make_location(request.param, tmp_path)
+    server = request.getfixturevalue("milvus_server") if request.param == "milvus-server" else None
+    opened, catalog = make_location(request.param, tmp_path, server)
     yield opened
     opened.close()
     catalog.engine.dispose()

@@ -102,7 +102,9 @@ def stored_vectors(datadir: DataDir, catalog: Catalog) -> VectorStore | None:
         store = location.load()
         if isinstance(store, VectorStore):
             return store
-        return VectorStore.build(store.ids(), store.vectors().reshape(-1, store.dim), "flat")
+        copy = VectorStore.build(*store.entries(), "flat")
+        copy.whitening = store.whitening
+        return copy
     finally:
         location.close()
 

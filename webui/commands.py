@@ -69,6 +69,10 @@ from whysim.webui.security import CORS_ORIGINS_KEY
 @click.option("--overlay-limit", default=None, metavar="RATE",
               help=f"Overlay images (/api/explain/overlay) per client; the page loads 4 per explanation (default "
                    f"{ApiSettings.overlay_rate_limit}; {LOOPBACK_OVERLAY_RATE_LIMIT} on a loopback-only server).")
+@click.option("--rate-limit-storage", default=ApiSettings.rate_limit_storage, show_default=True, metavar="URI",
+              help="Where the rate limits' windows are counted: this process's memory, or a store several servers "
+                   "share, so that a client gets the rate once behind a load balancer (a Flask-Limiter storage "
+                   "URI, e.g. redis://HOST:6379 or memcached://HOST:11211; needs that store's Python client).")
 @click.option("--model-queue", type=click.IntRange(min=1), default=ApiSettings.model_queue_size, show_default=True,
               help="Uploads and explanations that may wait for the model at once; more get 503 with Retry-After.")
 @click.option("--trusted-proxies", type=click.IntRange(min=0), default=0, show_default=True,
@@ -87,8 +91,9 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
                   max_k: int, device: str, production: bool, threads: int, admin_token_file: Path | None,
                   admin_token_argument: str | None,
                   cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str | None,
-                  explain_limit: str | None, overlay_limit: str | None, model_queue: int, trusted_proxies: int,
-                  metrics_port: int | None, metrics_host: str, access_log: bool, connections_per_client: int) -> None:
+                  explain_limit: str | None, overlay_limit: str | None, rate_limit_storage: str,
+                  model_queue: int, trusted_proxies: int, metrics_port: int | None, metrics_host: str,
+                  access_log: bool, connections_per_client: int) -> None:
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     admin_token = read_admin_token(admin_token_file, admin_token_argument)
     configure_access_log(access_log)
@@ -105,6 +110,7 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
             ADMIN_TOKEN_KEY: admin_token or None, CORS_ORIGINS_KEY: list(cors_origins) or None,
             "WHYSIM_RATE_LIMITS": rate_limits, "WHYSIM_UPLOAD_RATE_LIMIT": upload_limit,
             "WHYSIM_EXPLAIN_RATE_LIMIT": explain_limit, "WHYSIM_OVERLAY_RATE_LIMIT": overlay_limit,
+            "WHYSIM_RATE_LIMIT_STORAGE": rate_limit_storage,
             "WHYSIM_MODEL_QUEUE_SIZE": model_queue, TRUSTED_PROXIES_KEY: trusted_proxies,
             METRICS_ROUTE_KEY: metrics_port is None,
         })

@@ -10,7 +10,8 @@ REFIT_GROWTH times past the collection it was fitted on (and on every `compact`)
 `--whitening off`.
 The choice is remembered in the catalog like the index type. A (re)fit maps the stored vectors
 back to the branch's own (Whitening.invert) and forward through the new transform: nothing is
-embedded again, and the new vectors and transform are saved together in one file.
+embedded again, and the new vectors and transform are saved together: in one FAISS file, or in
+the next generation of a Milvus collection (whysim.indexer.vector_stores.milvus_generations).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.collection_kind import instance_level
 from whysim.indexer.model.whitening import MAX_FIT_VECTORS, MIN_VECTORS, Whitening, fit_whitening
 from whysim.indexer.pipeline.options import WHITENING_CHOICES
-from whysim.indexer.vectors import VectorStore
+from whysim.indexer.vector_stores.protocol import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def fitted_on(catalog: Catalog, store: VectorStore) -> int:
 
 def wanted_refit(catalog: Catalog, store: VectorStore, choice: str, always: bool = False) -> bool | None:
     """True: fit a new transform; False: drop it; None: keep the store as it is."""
-    if not hasattr(store, "rewhitened"):
-        return None  # a store that cannot carry a transform atomically with its vectors (Milvus)
     if choice == "off":
         return False if store.whitening is not None else None
     if len(store) < MIN_VECTORS:

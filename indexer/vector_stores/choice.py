@@ -82,6 +82,6 @@ def open_location(datadir: DataDir, catalog: Catalog, requested: str | None = No
     spec = chosen_vector_store(catalog, requested)
     if spec.engine == FAISS:
         return FaissLocation(datadir.vectors_path)
-    from whysim.indexer.vector_stores.milvus import MilvusLocation
+    from whysim.indexer.vector_stores.milvus_generations import MilvusLocation
 
     return MilvusLocation(spec.uri, spec.collection, catalog, spec.lite_path)

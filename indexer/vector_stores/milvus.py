@@ -1,32 +1,38 @@
-"""Vectors in a Milvus collection: milvus-lite on a local file, or a Milvus server or cluster.
+"""One generation of vectors in a Milvus collection: milvus-lite on a local file, or a Milvus server.
 
 Both go through pymilvus's MilvusClient (same code; only the URI differs). The primary key
 is the catalog image id; writes are upserts, so an id never has two vectors, even when a
 run is killed between a write and its catalog commit and the rerun writes it again.
 Milvus deletes natively, so there are no tombstones to rebuild away.
 
-Readers notice a new generation through a counter in the catalog's settings, bumped after
-every save (a FAISS file has its inode and mtime; a collection has nothing comparable).
-Milvus Lite lets one process at a time open its file: serving while indexing needs a
-Milvus server. pymilvus is imported only when a Milvus store is used.
+A collection may carry the collection whitening (whysim.indexer.model.whitening): its vectors
+are then whitened ones, and the transform is stored in the same collection, in a partition of
+its own (the mean under id -1, projection row i under id -2 - i), so the vectors and the
+transform that made them are one unit. A refit, a compaction or a change of index type never
+changes a collection in place: it builds the next generation (`milvus_generations`), which
+readers see only once it is whole. pymilvus is imported only when a Milvus store is used.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.errors import MilvusUnavailable
-from whysim.indexer.vectors import as_ids, as_matrix, checked_entries
+from whysim.indexer.model.whitening import Whitening
+from whysim.indexer.sampling import sample_rows
+from whysim.indexer.vectors import REMAP_BLOCK, as_ids, as_matrix, checked_entries
 
 VECTOR_FIELD = "vector"
 ID_FIELD = "id"
-GENERATION_SETTING = "vector_generation"
+IMAGES = f"{ID_FIELD} >= 0"  # the transform's rows have negative ids
+WHITENING_PARTITION = "whitening"
+IMAGE_PARTITION = "_default"
 # HNSW with FAISS's M and build breadth. Search breadth measured at 100k clustered 1280-d
 # vectors (tests/benchmarks/bench_milvus_search.py): recall@10 0.989 at ef 64, 0.996 at 128
 # (FAISS HNSW reaches 0.996 at 256), 0.998 at 192 and 256 for little more time.
@@ -37,6 +43,12 @@ MILVUS_KINDS = {"flat": "FLAT", "hnsw": "HNSW"}
 KIND_OF_INDEX = {"FLAT": "flat", "BRUTE_FORCE": "flat", "HNSW": "hnsw"}
 WRITE_BATCH = 2000  # rows per upsert: ~10 MB of 1280-d floats, well under gRPC's message limit
 READ_BATCH = 4096
+# Searches are strongly consistent: a reader that loaded a new generation or save never misses a
+# write saved before it (with "Eventually", or "Session" from another client, a search right
+# after a reopen still returned a deleted id on the test server). The price: each search on a
+# server waits for its next time tick (proxy.timeTickInterval: 200 ms by default, 20 ms on the
+# test server of tests/milvus_server.py); Milvus Lite has no such wait.
+SEARCH_CONSISTENCY = "Strong"
 
 
 def _milvus_index_type(kind: str) -> str:
@@ -88,11 +100,11 @@ def connect(uri: str, lite_path: str | None) -> Any:
         from pymilvus import MilvusClient
     except ImportError as exc:
         raise MilvusUnavailable("Milvus vector stores need pymilvus and milvus-lite: pip install 'whysim[milvus]'") from exc
+    # Milvus Lite has no server timestamps, nor has a 2.3 server for the iterator; it warns on every scan.
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
     if lite_path is not None:
         Path(lite_path).parent.mkdir(parents=True, exist_ok=True)
         LITE_SERVERS.acquire(lite_path)
-        # Milvus Lite has no server timestamps; the iterator warns about it on every scan.
-        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         # A file held by another process is reported below, with advice, instead of its traceback.
         logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
     try:
@@ -106,30 +118,35 @@ def connect(uri: str, lite_path: str | None) -> Any:
         raise MilvusUnavailable(f"cannot open the Milvus store {lite_path or uri}: {exc}{hint}") from exc
 
 
+# Makes an empty, unpublished collection of the next generation: (dim, kind) -> store.
+Spawn = Callable[[int, str], "MilvusStore"]
+
+
 class MilvusStore:
-    """A VectorStore over one collection; every call goes to Milvus (nothing cached here)."""
+    """A VectorStore over one collection; every call goes to Milvus (nothing cached here but
+    the whitening, which never changes in a collection)."""
 
-    # Milvus holds the branch's own vectors: a collection whitening must be written atomically
-    # with the vectors it made, which only the FAISS file does (whysim.indexer.pipeline.whitening_policy).
-    whitening = None
-
-    def __init__(self, client: Any, collection: str, dim: int, kind: str) -> None:
+    def __init__(self, client: Any, collection: str, dim: int, kind: str, spawn: Spawn,
+                 whitening: Whitening | None = None) -> None:
         self.client = client
         self.collection = collection
         self._dim = dim
         self.kind = kind
+        self.whitening = whitening
+        self._spawn = spawn
 
     @classmethod
-    def open(cls, client: Any, collection: str) -> MilvusStore:
+    def open(cls, client: Any, collection: str, spawn: Spawn) -> MilvusStore:
         client.load_collection(collection)  # searchable (a server keeps it loaded; a reopened Lite file does not)
         described = client.describe_collection(collection)
         vector = next(f for f in described["fields"] if f["name"] == VECTOR_FIELD)
         index = client.describe_index(collection, VECTOR_FIELD)
         kind = KIND_OF_INDEX.get(str(index.get("index_type", "FLAT")).upper(), "flat")
-        return cls(client, collection, int(vector["params"]["dim"]), kind)
+        dim = int(vector["params"]["dim"])
+        return cls(client, collection, dim, kind, spawn, _read_whitening(client, collection, dim))
 
     @classmethod
-    def create(cls, client: Any, collection: str, dim: int, kind: str) -> MilvusStore:
+    def create(cls, client: Any, collection: str, dim: int, kind: str, spawn: Spawn) -> MilvusStore:
         from pymilvus import DataType
 
         index_type = _milvus_index_type(kind)
@@ -142,45 +159,63 @@ class MilvusStore:
         index.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP", params=_index_params(kind))
         # Strong consistency: a search right after a write sees it (a server defaults to bounded staleness).
         client.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong")
-        return cls(client, collection, dim, kind)
+        client.create_partition(collection, WHITENING_PARTITION)
+        return cls(client, collection, dim, kind, spawn)
 
     @property
     def dim(self) -> int:
         return self._dim
 
     def __len__(self) -> int:
-        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        rows = self.client.query(self.collection, filter=IMAGES, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def _scan(self, fields: list[str]) -> list[dict[str, Any]]:
-        iterator = self.client.query_iterator(self.collection, batch_size=READ_BATCH, filter=f"{ID_FIELD} >= 0",
+    def _batches(self, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        iterator = self.client.query_iterator(self.collection, batch_size=READ_BATCH, filter=IMAGES,
                                               output_fields=fields)
-        rows: list[dict[str, Any]] = []
         try:
             while batch := iterator.next():
-                rows.extend(batch)
+                yield batch
         finally:
             iterator.close()
-        return rows
+
+    def _scan(self, fields: list[str]) -> list[dict[str, Any]]:
+        return [row for batch in self._batches(fields) for row in batch]
 
     def ids(self) -> np.ndarray:
         return np.array(sorted(row[ID_FIELD] for row in self._scan([ID_FIELD])), dtype=np.int64)
 
     def vectors(self) -> np.ndarray:
+        return self.entries()[1]
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) in id order, from one scan: they match even while a writer upserts."""
         rows = sorted(self._scan([ID_FIELD, VECTOR_FIELD]), key=lambda row: row[ID_FIELD])
-        if not rows:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32)
+        ids = np.array([row[ID_FIELD] for row in rows], dtype=np.int64)
+        return ids, np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32).reshape(-1, self.dim)
+
+    def _get(self, ids: list[int]) -> np.ndarray:
+        """Vectors of `ids` (all present), in that order."""
+        found: dict[int, Any] = {}
+        for start in range(0, len(ids), WRITE_BATCH):
+            for row in self.client.get(self.collection, ids=ids[start:start + WRITE_BATCH],
+                                       output_fields=[ID_FIELD, VECTOR_FIELD]):
+                found[int(row[ID_FIELD])] = row[VECTOR_FIELD]
+        return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(-1, self.dim)
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
         id_array, matrix = checked_entries(ids, vectors, self.dim)
-        for start in range(0, len(id_array), WRITE_BATCH):
+        self._upsert(id_array, matrix)
+
+    def _upsert(self, ids: np.ndarray, matrix: np.ndarray, partition: str = IMAGE_PARTITION) -> None:
+        for start in range(0, len(ids), WRITE_BATCH):
             rows = [{ID_FIELD: int(i), VECTOR_FIELD: v}
-                    for i, v in zip(id_array[start:start + WRITE_BATCH], matrix[start:start + WRITE_BATCH])]
-            self.client.upsert(self.collection, rows)
+                    for i, v in zip(ids[start:start + WRITE_BATCH], matrix[start:start + WRITE_BATCH])]
+            self.client.upsert(self.collection, rows, partition_name=partition)
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         id_array = as_ids(ids)
+        id_array = id_array[id_array >= 0]
         removed = 0
         for start in range(0, len(id_array), WRITE_BATCH):
             chunk = [int(i) for i in id_array[start:start + WRITE_BATCH]]
@@ -204,7 +239,8 @@ class MilvusStore:
         if not len(matrix):
             return scores, ids
         found = self.client.search(self.collection, data=list(matrix), limit=k, output_fields=[ID_FIELD],
-                                   search_params=_search_params(self.kind, k))
+                                   search_params=_search_params(self.kind, k), partition_names=[IMAGE_PARTITION],
+                                   consistency_level=SEARCH_CONSISTENCY)
         for row, hits in enumerate(found):
             unique = {}  # an id held twice (see reconcile) is one hit
             for hit in hits:
@@ -214,79 +250,63 @@ class MilvusStore:
                 scores[row, slot] = score
         return scores, ids
 
+    # ------------------------------------------------------ next generations
+
+    def _rebuilt(self, kind: str, whitening: Whitening | None) -> MilvusStore:
+        """The same images in a new, unpublished collection of `kind`, under `whitening`: each
+        vector is mapped back to the branch's and forward through the new transform, a batch
+        at a time (bounded memory; nothing is embedded again)."""
+        target = self._spawn(self.dim, kind)
+        target._write_whitening(whitening)
+        for batch in self._batches([ID_FIELD, VECTOR_FIELD]):
+            for start in range(0, len(batch), REMAP_BLOCK):
+                rows = batch[start:start + REMAP_BLOCK]
+                ids = np.fromiter((row[ID_FIELD] for row in rows), dtype=np.int64, count=len(rows))
+                vectors = np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32)
+                if whitening is not self.whitening:
+                    raw = self.whitening.invert(vectors) if self.whitening is not None else vectors
+                    vectors = whitening.apply(raw) if whitening is not None else raw
+                target._upsert(ids, vectors)
+        return target
+
     def converted(self, kind: str) -> MilvusStore:
-        """Rebuilds the collection's index as `kind`, in place (the vectors stay where they are)."""
+        """The same vectors in a new collection with a `kind` index (this one when it has it)."""
         if kind == self.kind:
             return self
-        index_type = _milvus_index_type(kind)
-        self.client.release_collection(self.collection)
-        self.client.drop_index(self.collection, VECTOR_FIELD)
-        index = self.client.prepare_index_params()
-        index.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP", params=_index_params(kind))
-        self.client.create_index(self.collection, index)
-        self.client.load_collection(self.collection)
-        self.kind = kind
-        return self
+        _milvus_index_type(kind)  # refuse an unknown kind before building anything
+        return self._rebuilt(kind, self.whitening)
 
     def compacted(self, kind: str | None = None) -> MilvusStore:
-        """Asks Milvus to merge segments and purge deletions, then converts if asked."""
-        self.client.compact(self.collection)
-        return self.converted(kind or self.kind)
+        """A freshly built collection of the same vectors: no deleted rows, one index over all."""
+        return self._rebuilt(kind or self.kind, self.whitening)
+
+    def rewhitened(self, whitening: Whitening | None) -> MilvusStore:
+        """The same images under another whitening (None: the branch's own vectors), in a new collection."""
+        return self._rebuilt(self.kind, whitening)
+
+    def branch_vectors(self, limit: int | None = None, seed: int = 0) -> np.ndarray:
+        """Stored vectors mapped back to the branch's own (unwhitened): all of them, in the order
+        of `ids()`, or a seeded sample of at most `limit`."""
+        ids = self.ids()
+        if limit is not None and len(ids) > limit:
+            vectors = self._get([int(i) for i in ids[sample_rows(len(ids), limit, seed)]])
+        else:
+            vectors = self.vectors()
+        return self.whitening.invert(vectors) if self.whitening is not None and len(vectors) else vectors
+
+    def _write_whitening(self, whitening: Whitening | None) -> None:
+        self.whitening = whitening
+        if whitening is not None:
+            rows = np.vstack([whitening.mean[None, :], whitening.projection]).astype(np.float32)
+            self._upsert(-1 - np.arange(len(rows), dtype=np.int64), rows, WHITENING_PARTITION)
 
 
-class MilvusLocation:
-    """A collection on a Milvus server (`uri` http://HOST:PORT) or in a Milvus Lite file."""
-
-    def __init__(self, uri: str, collection: str, catalog: Catalog, lite_path: str | None = None) -> None:
-        self.uri = uri
-        self.collection = collection
-        self.catalog = catalog
-        self.lite_path = lite_path
-        self.description = f"{lite_path or uri} (collection {collection})"
-        self.kinds = tuple(MILVUS_KINDS)
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = connect(self.uri, self.lite_path)
-        return self._client
-
-    def exists(self) -> bool:
-        if self.lite_path is not None and not Path(self.lite_path).exists():
-            return False  # without opening (and creating) the file
-        return bool(self.client.has_collection(self.collection))
-
-    def load(self) -> MilvusStore:
-        if not self.exists():
-            raise ValueError(f"no collection {self.collection!r} in {self.lite_path or self.uri}")
-        return MilvusStore.open(self.client, self.collection)
-
-    def empty(self, dim: int, kind: str = "flat") -> MilvusStore:
-        return MilvusStore.create(self.client, self.collection, dim, kind)
-
-    def save(self, store: MilvusStore) -> None:  # type: ignore[override]
-        """Upserts and deletes are already durable when they return (Milvus logs them first;
-        Lite flushes its log to the OS on every write). The flush seals them into an indexed
-        segment: Milvus Lite searches unsealed rows about 20x slower (600 ms against 33 ms
-        per query at 2,000 1280-d rows). Then readers are told: after the vectors, before
-        the writer commits the rows."""
-        self.client.flush(store.collection)
-        self.catalog.set_setting(GENERATION_SETTING, str(self.generation() + 1))
-
-    def generation(self) -> int:
-        return int(self.catalog.get_setting(GENERATION_SETTING) or 0)
-
-    def stamp(self) -> tuple[str, int] | None:
-        generation = self.catalog.get_setting(GENERATION_SETTING)
-        return None if generation is None else (self.description, int(generation))
-
-    def clean_up(self) -> None:
-        pass  # nothing half-written: Milvus recovers its own log
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-            if self.lite_path is not None:
-                LITE_SERVERS.release(self.lite_path)
+def _read_whitening(client: Any, collection: str, dim: int) -> Whitening | None:
+    rows = client.query(collection, filter=f"{ID_FIELD} < 0", output_fields=[ID_FIELD, VECTOR_FIELD],
+                        limit=dim + 1)
+    if not rows:
+        return None
+    if len(rows) != dim + 1:
+        raise ValueError(f"the Milvus collection {collection} holds {len(rows)} of the {dim + 1} rows of its whitening")
+    matrix = np.asarray([row[VECTOR_FIELD] for row in sorted(rows, key=lambda row: -row[ID_FIELD])], dtype=np.float32)
+    return Whitening(np.ascontiguousarray(matrix[0]), np.ascontiguousarray(matrix[1:]))

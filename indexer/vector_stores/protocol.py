@@ -43,6 +43,15 @@ class VectorStore(Protocol):
         """The same vectors in a freshly built index (after many removals)."""
         ...
 
+    def rewhitened(self, whitening: Whitening | None) -> VectorStore:
+        """The same images under another whitening (None: the branch's own vectors), in a new
+        store that the location saves whole, transform and vectors together."""
+        ...
+
+    def branch_vectors(self, limit: int | None = None, seed: int = 0) -> np.ndarray:
+        """Stored vectors mapped back to the branch's own: all, or a seeded sample of at most `limit`."""
+        ...
+
 
 class VectorLocation(Protocol):
     """Where one data directory's vectors live, and how writers save and readers notice them."""

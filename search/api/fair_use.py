@@ -1,6 +1,11 @@
 """Per-client rate limits on the routes that cost model time: search by upload, explanations
-and their overlays (Flask-Limiter, in memory, one process). Everything else (search by id,
-thumbnails, files, stats) stays unlimited: it costs milliseconds.
+and their overlays (Flask-Limiter). Everything else (search by id, thumbnails, files, stats)
+stays unlimited: it costs milliseconds.
+
+The windows are counted in this process's memory by default, so each server behind a load
+balancer allows a client the full rate; `whysim serve --rate-limit-storage redis://HOST:PORT`
+(or any storage URI Flask-Limiter reads: memcached://, valkey://, mongodb://, ...) counts them
+in one store that the servers share.
 
 A client is its remote address; behind a reverse proxy, `whysim serve --trusted-proxies N`
 takes it from the X-Forwarded-For header that the N proxies in front of the server set.
@@ -19,6 +24,7 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
+from limits.storage import SCHEMES
 
 from whysim.search.api.admin_auth import has_admin_token
 from whysim.search.api.settings import ApiSettings
@@ -32,14 +38,20 @@ class RateLimits:
     explain: str  # GET /api/explain
     overlay: str  # GET /api/explain/overlay
     enabled: bool = True
+    storage: str = ApiSettings.rate_limit_storage
 
     @classmethod
     def of(cls, settings: ApiSettings) -> RateLimits:
         return cls(settings.upload_rate_limit, settings.explain_rate_limit, settings.overlay_rate_limit,
-                   settings.rate_limits)
+                   settings.rate_limits, settings.rate_limit_storage)
 
     def check(self) -> None:
-        """Refuses a limit string that Flask-Limiter cannot read (e.g. "20 a minute")."""
+        """Refuses a limit string that Flask-Limiter cannot read (e.g. "20 a minute"), and a
+        storage it does not know (its client library, e.g. redis, is checked on first use)."""
+        scheme = self.storage.split("://", 1)[0] if "://" in self.storage else ""
+        if scheme not in SCHEMES or scheme.startswith("async+"):
+            known = ", ".join(sorted(f"{name}://" for name in SCHEMES if not name.startswith("async+")))
+            raise ValueError(f"rate limit storage {self.storage!r} is not a storage URI; use one of {known}")
         for name in ("upload", "explain", "overlay"):
             value = getattr(self, name)
             try:
@@ -64,7 +76,7 @@ def install_rate_limits(app: Flask, limits: RateLimits, endpoints: dict[str, str
     Flask-Limiter checks a route's own limit in a wrapper around its view, so this app's views
     are replaced by wrapped ones (the module's functions stay as they are for other apps)."""
     limits.check()
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", strategy="moving-window",
+    limiter = Limiter(get_remote_address, app=app, storage_uri=limits.storage, strategy="moving-window",
                       headers_enabled=True, enabled=limits.enabled)
     limiter.request_filter(has_admin_token)
     rules = {"upload": limiter.limit(limits.upload, exempt_when=lambda: not _is_upload(),

@@ -46,6 +46,9 @@ class ApiSettings:
     upload_rate_limit: str = "20/minute"
     explain_rate_limit: str = "30/minute"
     overlay_rate_limit: str = "240/minute"
+    # Where the limits' windows are counted: this process's memory, or a store that several
+    # servers share (a Flask-Limiter storage URI: redis://HOST:PORT, memcached://HOST:PORT, ...).
+    rate_limit_storage: str = "memory://"
 
     def for_loopback(self) -> ApiSettings:
         """The rate limits of a server only this machine reaches (`whysim serve`'s default host): one

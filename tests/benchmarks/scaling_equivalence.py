@@ -1,15 +1,18 @@
-"""Same collection, three setups, same answers: `whysim index` then `whysim search --json`.
+"""Same collection, four setups, same answers: `whysim index`, then every image searched by id.
 
-(a) SQLite + FAISS with the built-in pipeline, (b) PostgreSQL + Milvus Lite, (c) the
-built-in storage with --engine ray. Each indexes the collection into its own data
-directory through the real CLI; then each query image's top-k paths must agree. Used by
-tests/test_scaling_equivalence.py (generated images) and, run as a script, on a sample of
-a real collection:
+(a) SQLite + FAISS with the built-in pipeline, (b) PostgreSQL + a Milvus server, (c) PostgreSQL
++ Milvus Lite, (d) the built-in storage with --engine ray. Each indexes the collection into its
+own data directory through the real CLI; then every indexed image is a query (the search engine
+`whysim serve` runs, by id, k hits), and each query's top-k paths, scores (within 1e-4) and
+verdicts must agree with (a). Recall@1 by label (same room, same class) is printed per setup.
+Used by tests/test_scaling_equivalence.py (generated images) and, run as a script, on a real
+collection (under the heavy lock):
 
+    python tests/benchmarks/scaling_equivalence.py ../shared/datasets/rooms --per-class 0
     python tests/benchmarks/scaling_equivalence.py ../shared/datasets/flowers --per-class 24
 
-The script starts its own PostgreSQL server (tests/postgres_server.py) and a local Ray
-cluster on this machine's cores.
+The script starts its own PostgreSQL server (tests/postgres_server.py), Milvus server
+(tests/milvus_server.py) and a local Ray cluster on this machine's cores.
 """
 from __future__ import annotations
 
@@ -25,16 +28,27 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (postgres_server) when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the servers) when run as a script
 
+from whysim.indexer.datadir import DataDir  # noqa: E402
+from whysim.search.serving.engine import SearchEngine  # noqa: E402
 from whysim.webui.cli import cli  # noqa: E402
+
+SCORE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
 class Setup:
     name: str
-    options: tuple[str, ...]  # catalog, vector store and engine options of `whysim index`
-    search_options: tuple[str, ...]  # the same data directory for `whysim search`
+    datadir: DataDir
+    options: tuple[str, ...]  # vector store and engine options of `whysim index`
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str
+    score: float
+    verdict: str | None
 
 
 def run_cli(*args: str) -> str:
@@ -44,38 +58,85 @@ def run_cli(*args: str) -> str:
     return result.stdout
 
 
-def setups(work: Path, postgres_url: str, ray_address: str | None) -> list[Setup]:
+def setups(work: Path, postgres_urls: tuple[str, str], milvus_uri: str, ray_address: str | None) -> list[Setup]:
     ray = ("--ray-address", ray_address) if ray_address else ()
     return [
-        Setup("sqlite+faiss", ("--data-dir", str(work / "a")), ("--data-dir", str(work / "a"))),
-        Setup("postgresql+milvus", ("--data-dir", str(work / "b"), "--catalog-url", postgres_url,
-                                    "--vector-store", f"milvus:{work / 'b' / 'vectors.db'}"),
-              ("--data-dir", str(work / "b"), "--catalog-url", postgres_url)),
-        Setup("ray", ("--data-dir", str(work / "c"), "--engine", "ray", *ray), ("--data-dir", str(work / "c"))),
+        Setup("sqlite+faiss", DataDir(work / "a"), ()),
+        Setup("postgresql+milvus-server", DataDir(work / "b", postgres_urls[0]), ("--vector-store", milvus_uri)),
+        Setup("postgresql+milvus-lite", DataDir(work / "c", postgres_urls[1]),
+              ("--vector-store", f"milvus:{work / 'c' / 'vectors.db'}")),
+        Setup("ray", DataDir(work / "d"), ("--engine", "ray", *ray)),
     ]
 
 
-def top_paths(root: Path, work: Path, postgres_url: str, ray_address: str | None, queries: list[Path],
-              k: int = 5, index_options: tuple[str, ...] = ()) -> dict[str, dict[str, list[str]]]:
-    """setup name -> query path -> the top-k hit paths; prints each setup's indexing time."""
-    answers: dict[str, dict[str, list[str]]] = {}
-    for setup in setups(work, postgres_url, ray_address):
+def every_answer(datadir: DataDir, k: int) -> dict[str, list[Hit]]:
+    """query path -> its top-k hits, every indexed image a query (by id, itself excluded)."""
+    engine = SearchEngine.open(datadir)
+    try:
+        answers = {}
+        for info in engine.catalog.list_images(limit=10**9):
+            hits = engine.search_by_id(info.id, k).hits
+            answers[info.path] = [Hit(hit.image.path, hit.score, hit.to_dict()["verdict"]) for hit in hits]
+        return answers
+    finally:
+        engine.close()
+
+
+def index_and_search(root: Path, work: Path, postgres_urls: tuple[str, str], milvus_uri: str,
+                     ray_address: str | None, k: int = 5,
+                     index_options: tuple[str, ...] = ()) -> dict[str, dict[str, list[Hit]]]:
+    """setup name -> query path -> top-k hits; prints each setup's indexing report."""
+    answers: dict[str, dict[str, list[Hit]]] = {}
+    for setup in setups(work, postgres_urls, milvus_uri, ray_address):
         started = time.perf_counter()
-        report = json.loads(run_cli("index", root, *setup.options, *index_options, "--no-progress", "--json"))
-        print(f"{setup.name}: {report['indexed']} indexed, {report['failed']} failed, "
-              f"{report['vectors']} vectors in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        answers[setup.name] = {}
-        for query in queries:
-            found = json.loads(run_cli("search", query, *setup.search_options, "-k", str(k), "--json"))
-            answers[setup.name][query.relative_to(root).as_posix()] = [hit["path"] for hit in found["hits"]]
+        catalog = ("--catalog-url", setup.datadir.catalog_url_override) if setup.datadir.catalog_url_override else ()
+        report = json.loads(run_cli("index", root, "--data-dir", setup.datadir.root, *catalog, *setup.options,
+                                    *index_options, "--no-progress", "--json"))
+        print(f"{setup.name}: {report['indexed']} indexed, {report['failed']} failed, {report['vectors']} vectors, "
+              f"whitening {report['whitening']} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        answers[setup.name] = every_answer(setup.datadir, k)
     return answers
 
 
+@dataclass(frozen=True)
+class Agreement:
+    same_paths: int  # queries whose top-k paths equal the reference's
+    same_verdicts: int
+    max_score_gap: float  # over queries with the same paths
+    queries: int
+
+    @property
+    def whole(self) -> bool:
+        return (self.same_paths == self.same_verdicts == self.queries
+                and self.max_score_gap <= SCORE_TOLERANCE)
+
+
+def agreement(found: dict[str, list[Hit]], reference: dict[str, list[Hit]]) -> Agreement:
+    same_paths = same_verdicts = 0
+    gap = 0.0
+    for query, expected in reference.items():
+        hits = found.get(query, [])
+        if [h.path for h in hits] == [h.path for h in expected]:
+            same_paths += 1
+            gap = max([gap, *(abs(a.score - b.score) for a, b in zip(hits, expected))])
+        same_verdicts += [h.verdict for h in hits] == [h.verdict for h in expected]
+    return Agreement(same_paths, same_verdicts, gap, len(reference))
+
+
+def recall_at_1(answers: dict[str, list[Hit]]) -> float:
+    """Share of queries whose best hit has the query's label (its folder: a room, a class)."""
+    def label(path: str) -> str:
+        return path.rsplit("/", 1)[0]
+
+    scored = [hits[0].path for hits in answers.values() if hits]
+    return sum(label(q) == label(top) for q, top in zip(answers, scored)) / max(len(scored), 1)
+
+
 def sample_collection(source: Path, target: Path, per_class: int) -> Path:
-    """The first `per_class` files (by name) of each class folder, copied."""
+    """The first `per_class` files (by name) of each class folder, copied (0: all of them)."""
     for folder in sorted(p for p in source.iterdir() if p.is_dir()):
         (target / folder.name).mkdir(parents=True)
-        for path in sorted(folder.iterdir())[:per_class]:
+        for path in sorted(folder.iterdir())[:per_class or None]:
             shutil.copyfile(path, target / folder.name / path.name)
     return target
 
@@ -83,35 +144,40 @@ def sample_collection(source: Path, target: Path, per_class: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("collection", type=Path)
-    parser.add_argument("--per-class", type=int, default=24)
-    parser.add_argument("--queries-per-class", type=int, default=4)
+    parser.add_argument("--per-class", type=int, default=24, help="files per class folder (0: all)")
     parser.add_argument("-k", type=int, default=5)
     args = parser.parse_args()
 
     import ray
+    from milvus_server import start_milvus_server
     from postgres_server import running_server
 
     from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
 
-    with tempfile.TemporaryDirectory(prefix="whysim-equivalence-") as scratch, running_server() as server:
-        work = Path(scratch)
-        root = sample_collection(args.collection, work / "sample", args.per_class)
-        queries = [path for folder in sorted(root.iterdir())
-                   for path in sorted(folder.iterdir())[:args.queries_per_class]]
-        images = sum(1 for path in root.rglob("*") if path.is_file())
-        os.environ.update(QUIET_RAY_ENV)
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        try:
-            answers = top_paths(root, work, server.url(server.create_database("equivalence")), None, queries, args.k)
-        finally:
-            ray.shutdown()
+    milvus = start_milvus_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="whysim-equivalence-") as scratch, running_server() as server:
+            work = Path(scratch)
+            root = sample_collection(args.collection, work / "sample", args.per_class)
+            images = sum(1 for path in root.rglob("*") if path.is_file())
+            os.environ.update(QUIET_RAY_ENV)
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                urls = (server.url(server.create_database("server")), server.url(server.create_database("lite")))
+                answers = index_and_search(root, work, urls, milvus.vector_store("equivalence"), None, args.k)
+            finally:
+                ray.shutdown()
+    finally:
+        milvus.stop()
     reference = answers["sqlite+faiss"]
-    print(f"{len(queries)} queries, top-{args.k}, {images} images")
+    print(f"{args.collection.name}: {images} images, every one a query, top-{args.k}")
     agree = True
     for name, found in answers.items():
-        same = sum(found[q] == reference[q] for q in reference)
-        agree &= same == len(reference)
-        print(f"{name}: {same}/{len(reference)} queries with the same top-{args.k} paths as sqlite+faiss")
+        check = agreement(found, reference)
+        agree &= check.whole
+        print(f"{name}: Recall@1 {recall_at_1(found):.3f}; {check.same_paths}/{check.queries} same top-{args.k} "
+              f"paths, {check.same_verdicts}/{check.queries} same verdicts, largest score gap "
+              f"{check.max_score_gap:.1e} (vs sqlite+faiss)")
     return 0 if agree else 1
 
 

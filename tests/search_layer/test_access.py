@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import encode, make_picture
+from conftest import ALL_STORAGE, encode, make_picture
 
 from search_layer.collection import PICTURE_SIZE, run_index
 from whysim.indexer.datadir import DataDir
@@ -68,6 +68,7 @@ def wait_for_job(client, timeout_s: float = 120) -> dict:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)
 def test_refresh_indexes_new_files_and_prunes_gone_ones(make_app, small_index) -> None:
     root, datadir = small_index
     client = make_app(datadir, WHYSIM_ADMIN_TOKEN=TOKEN).test_client()

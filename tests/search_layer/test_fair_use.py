@@ -91,6 +91,39 @@ def test_unreadable_limits_are_refused_at_startup(make_app, built_index) -> None
         limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="lots")
 
 
+def test_an_unknown_rate_limit_storage_is_refused_at_startup(make_app, built_index) -> None:
+    with pytest.raises(ValueError, match="rate limit storage 'redis:/localhost' is not a storage URI; use one of"):
+        limited_app(make_app, built_index, WHYSIM_RATE_LIMIT_STORAGE="redis:/localhost")
+
+
+@pytest.fixture(scope="module")
+def redis_uri():
+    from redis_server import RedisUnavailable, running_redis
+
+    try:
+        with running_redis() as uri:
+            yield uri
+    except RedisUnavailable as exc:
+        pytest.skip(f"no Redis server for the shared rate limits: {exc}")
+
+
+def test_servers_sharing_a_storage_allow_a_client_the_rate_once(make_app, built_index, images, redis_uri) -> None:
+    """Two servers behind one load balancer: with memory:// each allows the full rate; with one
+    Redis both count the same window."""
+    url = f"/api/explain?query={images['blobs/blobs_004.jpg'].id}&hit={images['stripes/stripes_004.jpg'].id}"
+    import redis
+
+    redis.Redis.from_url(redis_uri).flushall()  # the windows of the other catalog's run
+    statuses = {}
+    for storage in ("memory://", redis_uri):
+        servers = [limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="2/minute",
+                               WHYSIM_RATE_LIMIT_STORAGE=storage) for _ in range(2)]
+        clients = [client_at(server, "10.9.0.1") for server in servers]
+        statuses[storage] = [clients[turn % 2].get(url).status_code for turn in range(4)]
+    assert statuses["memory://"] == [200, 200, 200, 200]  # 2 a minute on each server
+    assert statuses[redis_uri] == [200, 200, 429, 429]  # 2 a minute in all
+
+
 def test_a_full_model_queue_is_503_with_retry_after(make_app, built_index, images) -> None:
     app = make_app(built_index, WHYSIM_MODEL_QUEUE_SIZE=1)
     client = app.test_client()

@@ -20,6 +20,7 @@ from conftest import encode, make_picture
 
 from search_layer.collection import PICTURE_SIZE, SMALL_MODEL, run_index
 from whysim.indexer.datadir import DataDir
+from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV
 
 pytestmark = pytest.mark.slow
 ADDED = 24
@@ -45,7 +46,13 @@ def wait_for_vectors(server, count: int, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_serving_while_indexing_adds_and_prunes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["faiss", "milvus-server"])
+def test_serving_while_indexing_adds_and_prunes(tmp_path: Path, store: str, request: pytest.FixtureRequest,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """On FAISS, and on a Milvus server: `whysim serve` searches the collection that `whysim index`
+    upserts into and deletes from in another process (what Milvus Lite cannot do)."""
+    if store == "milvus-server":  # every command of the test, and its child processes, use it
+        monkeypatch.setenv(VECTOR_STORE_ENV, request.getfixturevalue("milvus_server").vector_store("serving"))
     root = tmp_path / "photos"
     for index in range(8):
         kind = "stripes" if index % 2 else "blobs"
