@@ -43,7 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     datadir = resolve_data_dir(app.config["WHYSIM_DATA_DIR"], app.config["WHYSIM_CATALOG_URL"])
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s,
-                               model_queue_size=settings.model_queue_size)
+                               model_queue_size=settings.model_queue_size, runtime=settings.runtime)
     register_api(app, engine, settings)
     register_pages(app)
     if app.config[METRICS_ROUTE_KEY]:

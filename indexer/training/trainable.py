@@ -14,7 +14,7 @@ from torch import nn
 
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.fusion import fold_batchnorm
-from whysim.indexer.pipeline.embedding import retain_freed_memory
+from whysim.indexer.runtime.torch_session import retain_freed_memory
 
 
 class TrainableBranch:
