@@ -4,7 +4,8 @@ collection, at the default settings: what a user with 8 GB needs.
 Each command is a fresh process; its peak is the kernel's high-water mark (ru_maxrss from wait4,
 what `/usr/bin/time -v` prints as "Maximum resident set size"; VmHWM for the server, read while it
 still runs after the Locust mixed load). `train` runs one epoch on the first --train-per-class
-photos of each class (the feature cache pass, where its memory goes); serve runs on the index
+photos of each class (the feature cache pass, where its memory went; `--train-per-class 0
+--train-epochs 30`: the whole collection at the defaults); serve runs on the index
 that `index` built, with the mixed Locust users of bench_load.py.
 
     .venv/bin/python tests/benchmarks/bench_memory.py ../shared/datasets/rooms ../shared/datasets/flowers \\
@@ -67,7 +68,8 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--only", default=",".join(COMMANDS))
-    parser.add_argument("--train-per-class", type=int, default=12)
+    parser.add_argument("--train-per-class", type=int, default=12, help="0: train on the whole collection")
+    parser.add_argument("--train-epochs", type=int, default=1)
     parser.add_argument("--serve-seconds", type=float, default=30)
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
@@ -85,8 +87,9 @@ def main() -> None:
         if "evaluate" in wanted:
             row["evaluate"] = peak_mb_of("evaluate", dataset, *common, "--json")
         if "train" in wanted:
-            photos = train_subset(dataset, scratch / "train-photos", args.train_per_class)
-            row["train"] = peak_mb_of("train", photos, "--data-dir", scratch / "train", "--epochs", "1",
+            photos = (train_subset(dataset, scratch / "train-photos", args.train_per_class)
+                      if args.train_per_class else dataset)
+            row["train"] = peak_mb_of("train", photos, "--data-dir", scratch / "train", "--epochs", args.train_epochs,
                                       "--no-progress")
         if "serve" in wanted:
             row["serve"], requests = serve_peak_mb(data_dir, dataset, args.runtime, args.serve_seconds, scratch)
