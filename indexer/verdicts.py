@@ -46,7 +46,7 @@ COHORT_SEED = 0
 SELF_SIMILARITY = 0.9999
 MIN_SIGMA = 1e-6
 # Rows per block of Cohort.statistics: 1024 x a cohort of 1000 is 8 MB per float64 temporary;
-# `whysim evaluate` on flowers asked for 86,000 rows at once (2.4 GB peak, now 1.3 GB).
+# `whysim evaluate` on flowers asked for 86,000 rows at once (2.4 GB peak).
 STATISTICS_BLOCK = 1024
 
 S_NORM = "s-norm"
@@ -182,7 +182,10 @@ class Cohort:
         further short on one of the two shared sets; docs/explanations.md "Verdicts".)"""
         matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors.shape[1])
         if len(matrix) > STATISTICS_BLOCK:  # bounded temporaries: (rows, cohort) float64 each
-            parts = [self.statistics(matrix[start:start + STATISTICS_BLOCK])
+            partner_rows = (None if partners is None else
+                            np.asarray(partners, dtype=np.float32).reshape(-1, self.vectors.shape[1]))
+            parts = [self.statistics(matrix[start:start + STATISTICS_BLOCK], top,
+                                     None if partner_rows is None else partner_rows[start:start + STATISTICS_BLOCK])
                      for start in range(0, len(matrix), STATISTICS_BLOCK)]
             return np.concatenate([mean for mean, _ in parts]), np.concatenate([sigma for _, sigma in parts])
         sims = (matrix @ self.vectors.T).astype(np.float64)

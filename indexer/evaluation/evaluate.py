@@ -34,7 +34,7 @@ from whysim.indexer.pipeline.reading import ImageFileDataset, ReadRequest, colla
 from whysim.indexer.pipeline.whitening_policy import collection_whitening
 from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.indexer.training.collection import LabelledCollection
-from whysim.indexer.verdicts import Cohort, VerdictRule, balanced_accuracy, best_cut, default_rule, normalised_scores
+from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut, default_rule
 
 RETRIEVAL_KS = (1, 5, 10)
 
@@ -90,17 +90,13 @@ def verdict_metrics(vectors: np.ndarray, labels: Sequence[str], rule: VerdictRul
       on the same hits (an oracle, for reference);
     - on the random verification pairs: accuracy, F1 and balanced accuracy at the rule's cut, and
       the best balanced accuracy of any cut."""
-    # Each image's cohort statistics once, then per pair: the same scores as VerdictJudge.scores on the
-    # pairs' vectors, without copying two vectors per pair (10 hits and ~10 random pairs per image).
-    mean, sigma = Cohort.sample(vectors).statistics(vectors)
+    judge = VerdictJudge(Cohort.sample(vectors), rule)
     hits = leave_one_out_hits(vectors, labels, k)
-    hit_scores = normalised_scores(hits.similarities, (mean[hits.queries], sigma[hits.queries]),
-                                   (mean[hits.hits], sigma[hits.hits]))
+    hit_scores = judge.scores(vectors[hits.queries], vectors[hits.hits], hits.similarities)
     precision, recall, f1 = precision_recall_f1(hit_scores >= rule.cut, hits.same)
     best_hit_cut, best_hit_f1 = best_f1(hit_scores, hits.same)
     pairs = verification_pairs(labels)
-    scores = normalised_scores(pair_scores(vectors, pairs), (mean[pairs.left], sigma[pairs.left]),
-                               (mean[pairs.right], sigma[pairs.right]))
+    scores = judge.scores(vectors[pairs.left], vectors[pairs.right], pair_scores(vectors, pairs))
     cut, best = best_cut(scores, pairs.same)
     return {"topk_k": k, "topk_verdict_precision": precision, "topk_verdict_recall": recall, "topk_verdict_f1": f1,
             "topk_verdict_f1_best": best_hit_f1, "topk_verdict_best_cut": best_hit_cut,

@@ -32,8 +32,8 @@ from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
 from whysim.indexer.model.card import DEFAULT_INPUT_SIZE
 from whysim.indexer.model.loading import ModelRequest, build_branch
 from whysim.indexer.pipeline.embedding import Embedder
+from whysim.indexer.pipeline.options import CPU_BATCH_SIZE
 from whysim.indexer.pipeline.reading import ReadRequest, read_image_file
-from whysim.indexer.pipeline.runner import CPU_BATCH_SIZE
 from whysim.indexer.runtime.openvino_session import OpenVINOSession
 from whysim.indexer.scanning import scan_collection
 
