@@ -18,6 +18,7 @@ from whysim.indexer.cli_support import (
     echo_report,
     explicit_model_options,
     model_request_options,
+    runtime_option,
 )
 from whysim.indexer.datadir import VECTOR_STORE_ENV, DataDir, resolve_data_dir
 from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
@@ -58,6 +59,7 @@ def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | No
 @click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to change the model).")
 @click.option("--prune", is_flag=True, help="Remove catalog entries and vectors of files that disappeared.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@runtime_option
 @click.option("--batch-size", type=click.IntRange(min=0), default=0,
               help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -90,7 +92,7 @@ def _requested_model(ctx: click.Context, datadir: DataDir, model_path: Path | No
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @click.pass_context
 def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_url: str | None,
-                  model_path: Path | None, rebuild: bool, prune: bool, device: str, batch_size: int,
+                  model_path: Path | None, rebuild: bool, prune: bool, device: str, runtime: str, batch_size: int,
                   workers: int | None, chunk_size: int, index_type: str, vector_store: str | None, engine: str,
                   ray_address: str | None, decoder: str, read_threads: int, max_pixels: int,
                   whitening: str | None, as_json: bool, progress: bool | None,
@@ -99,7 +101,7 @@ def index_command(ctx: click.Context, directory: Path, data_dir: Path, catalog_u
     from whysim.indexer.pipeline.runner import IndexingInterrupted, IndexOptions, IndexRun
 
     datadir = resolve_data_dir(data_dir, catalog_url)
-    options = IndexOptions(device=device, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
+    options = IndexOptions(device=device, runtime=runtime, batch_size=batch_size, workers=workers, chunk_size=chunk_size,
                            prune=prune, rebuild=rebuild, index_type=index_type, decoder=decoder,
                            read_threads=read_threads, max_pixels=max_pixels, vector_store=vector_store,
                            engine=engine, ray_address=ray_address, whitening=whitening,

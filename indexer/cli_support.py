@@ -23,11 +23,13 @@ from whysim.indexer.model.card import (
     INPUT_SIZE_PRESETS,
     POOLINGS,
 )
+from whysim.indexer.runtime.choice import CPU_PREFERENCE, DEFAULT_RUNTIME, RUNTIMES
+from whysim.indexer.runtime.session import RuntimeUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, RayUnavailable, FileNotFoundError,
-               ValueError)
+USER_ERRORS = (ModelMismatch, ModelLoadError, DataDirLocked, MilvusUnavailable, RayUnavailable, RuntimeUnavailable,
+               FileNotFoundError, ValueError)
 
 
 def data_dir_options(func: F) -> F:
@@ -38,6 +40,13 @@ def data_dir_options(func: F) -> F:
                         type=click.Path(file_okay=False, path_type=Path),
                         help=f"Where whysim keeps its catalog, vectors, thumbnails and caches (${DATA_DIR_ENV}).")(func)
     return func
+
+
+def runtime_option(func: F) -> F:
+    """--runtime: what runs the embedding forward pass (explanations and training always use PyTorch)."""
+    return click.option("--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True,
+                        help=f"Runtime of the embedding forward pass; auto: on CUDA torch, on CPU the first "
+                             f"installed of {', '.join(CPU_PREFERENCE)} (fastest first). Same vectors on each.")(func)
 
 
 def echo_json(payload: object) -> None:

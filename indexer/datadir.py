@@ -59,6 +59,11 @@ class DataDir:
         return self.root / "cache"
 
     @property
+    def runtime_cache_dir(self) -> Path:
+        """Models converted for OpenVINO / ONNX Runtime (whysim.indexer.runtime.conversion)."""
+        return self.cache_dir / "runtimes"
+
+    @property
     def models_dir(self) -> Path:
         return self.root / "models"
 

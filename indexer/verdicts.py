@@ -45,6 +45,9 @@ COHORT_SEED = 0
 # Similarities above this are an image against itself (or its byte copy) in the cohort.
 SELF_SIMILARITY = 0.9999
 MIN_SIGMA = 1e-6
+# Rows per block of Cohort.statistics: 1024 x a cohort of 1000 is 8 MB per float64 temporary;
+# `whysim evaluate` on flowers asked for 86,000 rows at once (2.4 GB peak).
+STATISTICS_BLOCK = 1024
 
 S_NORM = "s-norm"
 AS_NORM = "as-norm"
@@ -178,6 +181,13 @@ class Cohort:
         and MAD, robust to the true matches among the cohort, were tried: their best single cut fell
         further short on one of the two shared sets; docs/explanations.md "Verdicts".)"""
         matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+        if len(matrix) > STATISTICS_BLOCK:  # bounded temporaries: (rows, cohort) float64 each
+            partner_rows = (None if partners is None else
+                            np.asarray(partners, dtype=np.float32).reshape(-1, self.vectors.shape[1]))
+            parts = [self.statistics(matrix[start:start + STATISTICS_BLOCK], top,
+                                     None if partner_rows is None else partner_rows[start:start + STATISTICS_BLOCK])
+                     for start in range(0, len(matrix), STATISTICS_BLOCK)]
+            return np.concatenate([mean for mean, _ in parts]), np.concatenate([sigma for _, sigma in parts])
         sims = (matrix @ self.vectors.T).astype(np.float64)
         left_out = sims >= SELF_SIMILARITY
         if partners is not None:

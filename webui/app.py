@@ -45,7 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     engine = SearchEngine.open(datadir, device=settings.device, upload_max_pixels=settings.upload_max_pixels,
                                display_side=settings.display_side, check_interval_s=settings.index_check_interval_s,
                                model_queue_size=settings.model_queue_size,
-                               decode_budget=DecodeBudget(settings.decode_budget_bytes))
+                               decode_budget=DecodeBudget(settings.decode_budget_bytes), runtime=settings.runtime)
     register_api(app, engine, settings)
     register_pages(app)
     if app.config[METRICS_ROUTE_KEY]:

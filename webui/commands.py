@@ -15,7 +15,7 @@ from flask import Flask
 from prometheus_client import start_http_server
 from werkzeug.serving import make_server
 
-from whysim.indexer.cli_support import data_dir_options
+from whysim.indexer.cli_support import data_dir_options, runtime_option
 from whysim.indexer.datadir import resolve_data_dir
 from whysim.search.api.access_log import LOGGER_NAME
 from whysim.search.api.admin_auth import ADMIN_TOKEN_KEY, MIN_TOKEN_LENGTH
@@ -44,6 +44,7 @@ from whysim.webui.security import CORS_ORIGINS_KEY
               help="Most hits one search may ask for.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
               help="Where queries are embedded and explained.")
+@runtime_option
 @click.option("--production", is_flag=True,
               help="Serve with waitress (threaded production WSGI server) instead of Flask's development server.")
 @click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
@@ -88,8 +89,8 @@ from whysim.webui.security import CORS_ORIGINS_KEY
               show_default=True, help="Open connections one client address may hold under --production (0: no cap; "
                                       "off with --trusted-proxies, where the proxy limits clients).")
 def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int, max_upload_mb: float,
-                  max_k: int, device: str, production: bool, threads: int, admin_token_file: Path | None,
-                  admin_token_argument: str | None,
+                  max_k: int, device: str, runtime: str, production: bool, threads: int,
+                  admin_token_file: Path | None, admin_token_argument: str | None,
                   cors_origins: tuple[str, ...], rate_limits: bool, upload_limit: str | None,
                   explain_limit: str | None, overlay_limit: str | None, rate_limit_storage: str,
                   model_queue: int, trusted_proxies: int, metrics_port: int | None, metrics_host: str,
@@ -106,7 +107,7 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
     try:
         app = create_app({
             "WHYSIM_DATA_DIR": str(datadir.root), "WHYSIM_CATALOG_URL": datadir.catalog_url_override,
-            "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device,
+            "MAX_CONTENT_LENGTH": int(max_upload_mb * 2**20), "WHYSIM_MAX_K": max_k, "WHYSIM_DEVICE": device, "WHYSIM_RUNTIME": runtime,
             ADMIN_TOKEN_KEY: admin_token or None, CORS_ORIGINS_KEY: list(cors_origins) or None,
             "WHYSIM_RATE_LIMITS": rate_limits, "WHYSIM_UPLOAD_RATE_LIMIT": upload_limit,
             "WHYSIM_EXPLAIN_RATE_LIMIT": explain_limit, "WHYSIM_OVERLAY_RATE_LIMIT": overlay_limit,

@@ -32,6 +32,7 @@ from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.pipeline.embedding import Embedder
 from whysim.indexer.pipeline.reading import ImageFileDataset, ReadRequest, collate_reads, init_reader_worker
 from whysim.indexer.pipeline.whitening_policy import collection_whitening
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.indexer.training.collection import LabelledCollection
 from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy, best_cut, default_rule
 
@@ -43,17 +44,19 @@ class EmbeddedFiles:
     vectors: np.ndarray  # (n, d) float32 for the files that could be read
     kept: list[int]  # positions (in the input order) of those files
     failures: dict[str, str] = field(default_factory=dict)  # path -> reason
+    runtime: str = ""  # what embedded them (whysim.indexer.runtime)
 
 
 def embed_files(branch: SiameseBranch, paths: Sequence[Path], device: torch.device, batch_size: int,
-                workers: int, progress: bool) -> EmbeddedFiles:
+                workers: int, progress: bool, runtime: str = DEFAULT_RUNTIME,
+                cache_dir: Path | None = None) -> EmbeddedFiles:
     """The same read and embed stages as the indexer, so vectors equal the indexed ones."""
     dataset = ImageFileDataset([ReadRequest(position, path) for position, path in enumerate(paths)],
                                branch.input_size)
     workers = min(workers, max(0, len(paths) // batch_size))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_reads,
                         worker_init_fn=init_reader_worker if workers else None)
-    embedder = Embedder(branch, device)
+    embedder = Embedder(branch, device, runtime, cache_dir)
     chunks, kept, failures = [], [], {}
     with tqdm(total=len(paths), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True) as bar:
         for batch in loader:
@@ -68,7 +71,7 @@ def embed_files(branch: SiameseBranch, paths: Sequence[Path], device: torch.devi
             bar.update(len(batch.results))
     dim = branch.card.dim
     vectors = np.concatenate(chunks) if chunks else np.empty((0, dim), dtype=np.float32)
-    return EmbeddedFiles(vectors, kept, failures)
+    return EmbeddedFiles(vectors, kept, failures, embedder.runtime)
 
 
 def labelled_metrics(vectors: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
@@ -106,13 +109,13 @@ def verdict_metrics(vectors: np.ndarray, labels: Sequence[str], rule: VerdictRul
 
 def evaluate(branch: SiameseBranch, collection: LabelledCollection, device: torch.device, batch_size: int,
              workers: int, progress: bool, rule: VerdictRule | None = None,
-             whitening: bool = True) -> dict[str, Any]:
+             whitening: bool = True, runtime: str = DEFAULT_RUNTIME, cache_dir: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     distinct, removed = collection.distinct()
     if len(set(distinct.labels)) < 2:
         raise ValueError(f"evaluation needs labelled images in at least two class folders under {collection.root}")
     embedded = embed_files(branch, [distinct.root / image.path for image in distinct.images], device,
-                           batch_size, workers, progress)
+                           batch_size, workers, progress, runtime, cache_dir)
     labels = [distinct.images[position].label for position in embedded.kept]
     transform = collection_whitening(embedded.vectors, whitening)
     vectors = transform.apply(embedded.vectors) if transform is not None else embedded.vectors
@@ -121,7 +124,7 @@ def evaluate(branch: SiameseBranch, collection: LabelledCollection, device: torc
     metrics = labelled_metrics(vectors, labels)
     metrics.update(verdict_metrics(vectors, labels, rule))
     return {**metrics, "images": len(labels), "classes": len(set(labels)), "copies_left_out": removed,
-            "failed": len(embedded.failures), "model": branch.card.short_name(),
+            "failed": len(embedded.failures), "model": branch.card.short_name(), "runtime": embedded.runtime,
             "whitening": transform.digest() if transform is not None else None,
             "collection_kind": "instance-level" if instance else "class-level",
             "verdict_rule": rule.to_dict(), "seconds": round(time.perf_counter() - started, 2)}

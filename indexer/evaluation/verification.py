@@ -29,10 +29,15 @@ def verification_pairs(labels: Sequence[object], seed: int = PAIR_SEED, per_imag
     return pairs
 
 
-def pair_scores(vectors: np.ndarray, pairs: Pairs) -> np.ndarray:
-    """Cosine similarity of each pair (the vectors are L2-normalised)."""
+def pair_scores(vectors: np.ndarray, pairs: Pairs, block: int = 4096) -> np.ndarray:
+    """Cosine similarity of each pair (the vectors are L2-normalised), a block of pairs at a time:
+    gathering both sides of all pairs at once took 440 MB on flowers (43,000 pairs x 1280-d)."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    return np.einsum("ij,ij->i", vectors[pairs.left], vectors[pairs.right]).astype(np.float64)
+    scores = np.empty(len(pairs.left), dtype=np.float64)
+    for start in range(0, len(scores), block):
+        left, right = pairs.left[start:start + block], pairs.right[start:start + block]
+        scores[start:start + block] = np.einsum("ij,ij->i", vectors[left], vectors[right])
+    return scores
 
 
 def verification_metrics(vectors: np.ndarray, labels: Sequence[object], threshold: float | None = None,

@@ -1,15 +1,16 @@
-"""Embed stage: uint8 image batches -> L2-normalised float32 vectors on the chosen device."""
+"""Embed stage: uint8 image batches -> L2-normalised float32 vectors, on the chosen device and runtime."""
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import functools
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from whysim.indexer.model.branch import SiameseBranch
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME, open_session
+
+RUNTIME_CACHE_ENV = "WHYSIM_RUNTIME_CACHE"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -22,59 +23,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
-
-
-@functools.cache
-def retain_freed_memory() -> bool:
-    """Makes glibc keep freed memory in the process instead of handing it back to the OS.
-
-    A CPU forward pass allocates tens of megabytes per layer. By default glibc serves each
-    such block with a fresh mmap and unmaps it on free, so every layer of every batch
-    page-faults its memory in again: on 2 cores that kernel time was larger than the
-    model's own compute (Lite0, batch 64 at 224x224: 35 ms system per image against 19 ms
-    user; with this, about 1 ms). The cost is a resident size that stays at its peak.
-    No-op (False) where the C library is not glibc.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+def default_runtime_cache() -> Path:
+    """Converted models of a caller without a data directory: $WHYSIM_RUNTIME_CACHE, else the user's cache."""
+    configured = os.environ.get(RUNTIME_CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "whysim" / "runtimes"
 
 
 class Embedder:
-    def __init__(self, branch: SiameseBranch, device: torch.device) -> None:
+    """The branch prepared for inference, and the session (runtime) that embeds with it.
+
+    `branch` stays the PyTorch module (BatchNorm folded, channels_last) for explanations, which
+    need gradients; `session` runs the forward pass, the same vectors on every runtime."""
+
+    def __init__(self, branch: SiameseBranch, device: torch.device, runtime: str = DEFAULT_RUNTIME,
+                 cache_dir: Path | None = None) -> None:
         self.device = device
-        if device.type == "cpu":
-            retain_freed_memory()
         branch.eval().fold_batchnorm()  # ~1.3x on CPU, same vectors
         # channels_last pays on both: ~1.7x for Lite0 on a 2-core CPU (tests/benchmarks).
         self.branch = branch.to(device).to(memory_format=torch.channels_last).eval()
+        self.session = open_session(self.branch, device, runtime, cache_dir or default_runtime_cache())
 
-    def autocast(self) -> contextlib.AbstractContextManager[object]:
-        return autocast_for(self.device)
+    @property
+    def runtime(self) -> str:
+        return self.session.name
 
-    @torch.inference_mode()
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:
-        batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with self.autocast():
-            vectors = self.branch(batch)
-        return vectors.float().cpu().numpy()
+        return self.session.run(pixels)

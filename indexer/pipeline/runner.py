@@ -41,6 +41,7 @@ from whysim.indexer.pipeline.reconcile import reconcile
 from whysim.indexer.pipeline.threaded_reading import ThreadedBatchReader
 from whysim.indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from whysim.indexer.pipeline.writing import ChunkWriter
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME, resolve_runtime
 from whysim.indexer.scanning import IMAGE_EXTENSIONS, scan_collection
 from whysim.indexer.vector_stores.choice import open_location, switches_store
 from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
@@ -73,6 +74,7 @@ def indexing_workers(requested: int | None, device_type: str) -> int:
 @dataclass(frozen=True)
 class IndexOptions:
     device: str = "auto"
+    runtime: str = DEFAULT_RUNTIME  # of the forward pass on CPU (whysim.indexer.runtime.choice)
     batch_size: int = 0  # 0: CPU_BATCH_SIZE on CPU, CUDA_BATCH_SIZE on CUDA
     workers: int | None = None  # decoding worker processes; None: indexing_workers decides
     chunk_size: int = 1024
@@ -235,7 +237,8 @@ class IndexRun:
                                 f"{', '.join(sorted(IMAGE_EXTENSIONS))} files, in subfolders too)")
         model = _open_model(catalog, self.datadir, self.requested_model, options.rebuild)
         if options.engine == "builtin":
-            resolve_device(options.device)  # refuse a missing CUDA device before touching anything
+            # refuse a missing CUDA device or runtime before touching anything
+            resolve_runtime(options.runtime, resolve_device(options.device))
         whitening_choice = remember_choice(catalog, options.whitening)
         fresh = model.fresh or switched  # a store switched to starts empty and is filled again
         store = _open_store(location, model.card.dim, fresh)
@@ -325,7 +328,8 @@ class IndexRun:
         """The embedding pass of the chosen engine, with its model ready."""
         if self.options.engine == "ray":
             return lambda work, writer, catalog: self._ray_pass(work, branch, writer, catalog)
-        embedder = Embedder(branch, resolve_device(self.options.device))
+        embedder = Embedder(branch, resolve_device(self.options.device), self.options.runtime,
+                            self.datadir.runtime_cache_dir)
         return lambda work, writer, catalog: self._embed_pass(work, embedder, writer, catalog)
 
     @contextmanager

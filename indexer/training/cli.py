@@ -10,7 +10,13 @@ import click
 from whysim.indexer.calibration import stored_rule
 from whysim.indexer.catalog.database import open_catalog_engine
 from whysim.indexer.catalog.repository import Catalog
-from whysim.indexer.cli_support import USER_ERRORS, data_dir_options, echo_json, model_request_options
+from whysim.indexer.cli_support import (
+    USER_ERRORS,
+    data_dir_options,
+    echo_json,
+    model_request_options,
+    runtime_option,
+)
 from whysim.indexer.datadir import DataDir, resolve_data_dir
 from whysim.indexer.evaluation.evaluate import evaluate
 from whysim.indexer.model.card import ModelCard
@@ -145,10 +151,11 @@ METRIC_ROWS = (("P@1", "p_at_1"), ("P@10", "p_at_10"), ("mAP@10", "map_at_10"), 
               help=f"Images per forward pass (0: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA, as `whysim index`).")
 @click.option("--whitening", type=click.Choice(WHITENING_CHOICES), default="auto", show_default=True,
               help="Fit the collection whitening on the evaluated images, as `whysim index` would (auto), or not.")
+@runtime_option
 @runtime_options
 def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, model_path: Path | None,
                      backbone: str, weights: str, input_size: int, pooling: str, gem_p: float,
-                     split_file: Path | None, split_name: str | None, batch_size: int, whitening: str,
+                     split_file: Path | None, split_name: str | None, batch_size: int, whitening: str, runtime: str,
                      device: str, workers: int, as_json: bool, progress: bool | None) -> None:
     """Retrieval (leave-one-out P@k, mAP@10, Recall@k), pair verification and search's verdicts on
     DATA_DIR: on the top-10 hits of every query, and on random pairs. Verdicts follow the rule
@@ -169,8 +176,10 @@ def evaluate_command(collection: Path, data_dir: Path, catalog_url: str | None, 
                            f"{collection}", err=True)
         torch_device = resolve_device(device)
         batch_size = batch_size or (CUDA_BATCH_SIZE if torch_device.type == "cuda" else CPU_BATCH_SIZE)
-        rule = fitted_rule_in_force(resolve_data_dir(data_dir, catalog_url), branch.card)
-        result = evaluate(branch, labelled, torch_device, batch_size, workers, show, rule, whitening == "auto")
+        datadir = resolve_data_dir(data_dir, catalog_url)
+        rule = fitted_rule_in_force(datadir, branch.card)
+        result = evaluate(branch, labelled, torch_device, batch_size, workers, show, rule, whitening == "auto",
+                          runtime, datadir.runtime_cache_dir)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     result["split"] = split_name or "all"

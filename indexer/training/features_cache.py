@@ -110,12 +110,54 @@ class FeatureCache:
         tmp.write_text(json.dumps({"version": CACHE_VERSION, "shape": list(self.shape), "shas": ordered}))
         tmp.replace(self.directory / ROWS_FILE)
 
-    def reader(self) -> np.memmap:
-        """All rows, memory-mapped: (rows, V, C, h, w) float16, read lazily from disk."""
+    def reader(self) -> CachedRows:
+        """All rows, (rows, V, C, h, w) float16, read from disk when indexed."""
         if self.shape is None or not self.row_of:
             raise ValueError(f"feature cache {self.directory} is empty")
-        return np.memmap(self.directory / MAPS_FILE, dtype=np.float16, mode="r",
-                         shape=(len(self.row_of), *self.shape))
+        return CachedRows(self.directory / MAPS_FILE, len(self.row_of), self.shape)
+
+
+class CachedRows:
+    """The cache's rows, read on demand with positional reads rather than memory-mapped.
+
+    A mapping keeps every page it has touched resident in the process, and training reads every
+    row (in one of its views) each epoch: at 448 px a flowers cache is 0.5 MB per view, 6.5 GB
+    for 4,317 images x 3 views, all of which a memory-mapped reader would end up holding.
+    Read like an array: `rows[i]` (all views of row i), `rows[i, v]`, `rows[row_array, view_array]`.
+    """
+
+    def __init__(self, path: Path, count: int, row_shape: tuple[int, ...]) -> None:
+        self.path = path
+        self.shape = (count, *row_shape)
+        self._view_bytes = int(np.prod(row_shape[1:])) * 2
+        self._row_bytes = self._view_bytes * row_shape[0]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, handle: int, offset: int, size: int) -> np.ndarray:
+        data = os.pread(handle, size, offset)
+        if len(data) != size:
+            raise ValueError(f"feature cache {self.path} is shorter than its rows say")
+        return np.frombuffer(data, dtype=np.float16)
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        rows, views = key if isinstance(key, tuple) else (key, None)
+        single = np.ndim(rows) == 0
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        handle = os.open(self.path, os.O_RDONLY)
+        try:
+            if views is None:
+                out = np.stack([self._read(handle, int(r) * self._row_bytes, self._row_bytes) for r in rows])
+                out = out.reshape(len(rows), *self.shape[1:])
+            else:
+                views = np.broadcast_to(np.asarray(views, dtype=np.int64), rows.shape)
+                out = np.stack([self._read(handle, int(r) * self._row_bytes + int(v) * self._view_bytes,
+                                           self._view_bytes) for r, v in zip(rows, views)])
+                out = out.reshape(len(rows), *self.shape[2:])
+        finally:
+            os.close(handle)
+        return out[0] if single else out
 
 
 ViewsItem = tuple[int, torch.Tensor | None, str | None]

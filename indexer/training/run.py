@@ -16,8 +16,9 @@ from whysim.indexer.datadir import DataDir
 from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
 from whysim.indexer.evaluation.verification import verification_metrics
 from whysim.indexer.model.loading import CARD_FILE, ModelRequest, build_branch, save_checkpoint
-from whysim.indexer.pipeline.embedding import autocast_for, resolve_device
+from whysim.indexer.pipeline.embedding import resolve_device
 from whysim.indexer.pipeline.options import default_workers
+from whysim.indexer.runtime.torch_session import autocast_for
 from whysim.indexer.training.collection import LabelledCollection, scan_labelled
 from whysim.indexer.training.features_cache import FeatureCache, cache_key, fill_cache
 from whysim.indexer.training.objectives import PairObjective, SupConObjective

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from whysim.indexer.imaging import ImageRejected
 from whysim.indexer.pipeline.reading import init_reader_worker, model_pixels
+from whysim.indexer.training.features_cache import CachedRows
 from whysim.indexer.training.trainable import TrainableBranch
 from whysim.indexer.training.views import augmented_pixels, image_augmentation, load_picture
 
@@ -38,8 +39,8 @@ class CachedFeatures:
     """Rows of a feature cache; augmentation picks one of the cached views per occurrence
     (view 0 is the plain image)."""
 
-    def __init__(self, maps: np.ndarray, rows: np.ndarray) -> None:
-        self.maps = maps  # (rows, V, C, h, w) float16, usually a memmap
+    def __init__(self, maps: np.ndarray | CachedRows, rows: np.ndarray) -> None:
+        self.maps = maps  # (rows, V, C, h, w) float16, usually a FeatureCache's CachedRows
         self.rows = np.asarray(rows, dtype=np.int64)
 
     def __len__(self) -> int:

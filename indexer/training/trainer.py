@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from whysim.indexer.evaluation.retrieval_metrics import retrieval_metrics
 from whysim.indexer.evaluation.verification import verification_metrics
-from whysim.indexer.pipeline.embedding import autocast_dtype, autocast_for
+from whysim.indexer.runtime.torch_session import autocast_dtype, autocast_for
 from whysim.indexer.training.early_stopping import EarlyStopping
 from whysim.indexer.training.objectives import Batch
 from whysim.indexer.training.pairs import epoch_rng

@@ -71,7 +71,7 @@ def register_api(app: Flask, engine: SearchEngine, settings: ApiSettings) -> Api
     install_rate_limits(app, RateLimits.of(settings), {"upload": "api.search", "explain": "api.explain",
                                                        "overlay": "api.explain_overlay"})
     register_admin(app, ReindexJob(engine.datadir, lambda: engine.catalog.collection_roots().values(),
-                                   settings.device))
+                                   settings.device, settings.runtime))
     install_app_error_handlers(app)
     return services
 

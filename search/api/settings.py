@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.search.serving.decode_budget import DEFAULT_DECODE_BUDGET_BYTES
 from whysim.search.serving.explanations import DEFAULT_EXPLANATION_CACHE_SIZE, DEFAULT_PICTURE_CACHE_SIZE
 from whysim.search.serving.model_host import DEFAULT_QUEUE_SIZE
@@ -41,6 +42,7 @@ class ApiSettings:
     thumbnail_side: int = DEFAULT_THUMBNAIL_SIDE
     index_check_interval_s: float = 0.0  # how often to stat the index file for changes
     device: str = "cpu"
+    runtime: str = DEFAULT_RUNTIME  # of query embedding (whysim.indexer.runtime.choice); explanations use PyTorch
     model_queue_size: int = DEFAULT_QUEUE_SIZE  # model calls waiting or running; more are refused with 503
     rate_limits: bool = True  # per-client limits on uploads, explanations and overlays
     upload_rate_limit: str = "20/minute"

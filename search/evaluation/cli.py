@@ -21,6 +21,7 @@ from whysim.indexer.imaging import ImageRejected
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.whitening import Whitening
 from whysim.indexer.pipeline.embedding import Embedder, resolve_device
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.indexer.verdicts import VerdictJudge, match_percent
 from whysim.search.evaluation.correspondence_faithfulness import (
     BOX_FILLS,
@@ -76,8 +77,11 @@ def _served_context(data_dir: Path, catalog_url: str | None, branch: SiameseBran
 
 
 def _explainer(branch: SiameseBranch, device: str, threshold: float | None, method: str = DEFAULT_METHOD,
-               whitening: Whitening | None = None) -> tuple[PairExplainer, Embedder]:
-    embedder = Embedder(branch, resolve_device(device))
+               whitening: Whitening | None = None, runtime: str = "torch",
+               cache_dir: Path | None = None) -> tuple[PairExplainer, Embedder]:
+    """The explainer, and an embedder on `runtime` (`explain` embeds nothing but the pair, which the
+    explainer does in PyTorch: converting the model for another runtime would be wasted)."""
+    embedder = Embedder(branch, resolve_device(device), runtime, cache_dir)
     return PairExplainer(embedder.branch, threshold, whitening=whitening, method=method), embedder
 
 
@@ -195,7 +199,8 @@ def evaluate_explanations_command(ctx: click.Context, directory: Path, pair_coun
         pairs = draw_pairs(labelled_files(directory), pair_count, seed)
         branch = _branch(ctx, data_dir, catalog_url, model_path, model_values)
         whitening, judge = _served_context(data_dir, catalog_url, branch, threshold)
-        explainer, embedder = _explainer(branch, device, threshold, whitening=whitening)
+        explainer, embedder = _explainer(branch, device, threshold, whitening=whitening, runtime=DEFAULT_RUNTIME,
+                                         cache_dir=resolve_data_dir(data_dir, catalog_url).runtime_cache_dir)
         evaluation = evaluate_pairs(explainer, collection_embed(embedder, whitening), pairs, seed, steps, batch_size,
                                     progress=sys.stderr.isatty() if progress is None else progress,
                                     variants=names, box_check=BoxCheck(random_boxes, box_fill), judge=judge)

@@ -28,6 +28,7 @@ from whysim.indexer.imaging import DEFAULT_MAX_PIXELS, ImageRejected
 from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.whitening import Whitening
 from whysim.indexer.pipeline.reading import model_pixels
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.indexer.vector_stores.choice import open_location
 from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
 from whysim.indexer.verdicts import Verdict, VerdictJudge, VerdictRule
@@ -126,13 +127,14 @@ class SearchEngine:
     @classmethod
     def open(cls, datadir: DataDir, device: str = "cpu", upload_max_pixels: int = DEFAULT_MAX_PIXELS,
              display_side: int = DEFAULT_DISPLAY_SIDE, check_interval_s: float = 0.0,
-             model_queue_size: int = DEFAULT_QUEUE_SIZE, decode_budget: DecodeBudget | None = None) -> SearchEngine:
+             model_queue_size: int = DEFAULT_QUEUE_SIZE, decode_budget: DecodeBudget | None = None,
+             runtime: str = DEFAULT_RUNTIME) -> SearchEngine:
         """Opens the catalog now; the index is read on first use and the model on first embedding."""
         catalog = Catalog(open_catalog_engine(datadir.catalog_url))
         location = open_location(datadir, catalog)
         watcher = IndexWatcher(location, catalog.active_model, check_interval_s)
-        return cls(datadir, catalog, watcher, ModelHost(datadir.models_dir, device, model_queue_size), upload_max_pixels,
-                   display_side, location, decode_budget)
+        models = ModelHost(datadir.models_dir, device, model_queue_size, runtime, datadir.runtime_cache_dir)
+        return cls(datadir, catalog, watcher, models, upload_max_pixels, display_side, location, decode_budget)
 
     def close(self) -> None:
         self.models.close()

@@ -33,6 +33,7 @@ from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.loading import load_for_card
 from whysim.indexer.model.whitening import Whitening
 from whysim.indexer.pipeline.embedding import Embedder, resolve_device
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 from whysim.indexer.verdicts import VerdictJudge
 from whysim.search.explain.gradcam import PairExplainer, PairExplanation
 
@@ -60,11 +61,14 @@ class ModelBusy(RuntimeError):
 
 
 class ModelHost:
-    def __init__(self, models_dir: Path, device: str = "cpu", queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(self, models_dir: Path, device: str = "cpu", queue_size: int = DEFAULT_QUEUE_SIZE,
+                 runtime: str = DEFAULT_RUNTIME, runtime_cache_dir: Path | None = None) -> None:
         if queue_size < 1:
             raise ValueError("the model queue must hold at least 1 request")
         self.models_dir = models_dir
         self.device = resolve_device(device)
+        self.runtime = runtime
+        self.runtime_cache_dir = runtime_cache_dir
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whysim-model",
                                           initializer=lower_thread_priority)
         self._embedder: Embedder | None = None
@@ -79,7 +83,7 @@ class ModelHost:
         current = self._embedder
         if current is None or current.branch.card.identity() != card.identity():
             branch: SiameseBranch = load_for_card(card, self.models_dir)
-            self._embedder = Embedder(branch, self.device)
+            self._embedder = Embedder(branch, self.device, self.runtime, self.runtime_cache_dir)
             self._explainer = PairExplainer(self._embedder.branch)
         assert self._embedder is not None and self._explainer is not None
         return self._embedder, self._explainer

@@ -20,6 +20,7 @@ from typing import Any
 
 from whysim.indexer.datadir import DataDir, DataDirLocked
 from whysim.indexer.pipeline.runner import IndexOptions, IndexRun
+from whysim.indexer.runtime.choice import DEFAULT_RUNTIME
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,12 @@ class ReindexStatus:
 
 
 class ReindexJob:
-    def __init__(self, datadir: DataDir, collection_roots: Callable[[], Iterable[str]], device: str = "cpu") -> None:
+    def __init__(self, datadir: DataDir, collection_roots: Callable[[], Iterable[str]], device: str = "cpu",
+                 runtime: str = DEFAULT_RUNTIME) -> None:
         self.datadir = datadir
         self.collection_roots = collection_roots
         self.device = device
+        self.runtime = runtime
         self._lock = threading.Lock()
         self._status = ReindexStatus()
         self._thread: threading.Thread | None = None
@@ -79,7 +82,7 @@ class ReindexJob:
         return self._status
 
     def _run(self, held: ExitStack, prune: bool) -> None:
-        options = IndexOptions(device=self.device, workers=0, prune=prune, progress=False)
+        options = IndexOptions(device=self.device, runtime=self.runtime, workers=0, prune=prune, progress=False)
         done: list[dict[str, Any]] = []
         try:
             with held:

@@ -4,6 +4,8 @@ The model-only rate is the ceiling: the same branch, batch size and input size a
 fed pre-decoded uint8 batches through the indexer's own Embedder (channels_last), so it
 times nothing but the forward passes. It is measured before and after the end-to-end run
 (their mean is the baseline; their spread shows how much the machine's load moved).
+Both are measured for each runtime of --runtimes (PyTorch eager, then the default `auto`), and
+the last one's rates are given as ratios to the first's ("speed-up").
 End to end is the wall time of a fresh `whysim index` process into an empty data directory:
 start-up, model loading, scan, hashing, decoding, embedding and every catalog/FAISS write.
 
@@ -15,7 +17,8 @@ forward pass of a batch shape) is measured too, as `whysim index` over one batch
 collection's images less the model-only cost of that batch, and the per-image figures are
 also given without it: on a few hundred photos those seconds are a visible part of the whole.
 
-    .venv/bin/python tests/benchmarks/bench_index_throughput.py [DATASET] [--workers N] [--keep DIR]
+    .venv/bin/python tests/benchmarks/bench_index_throughput.py [DATASET] [--workers N] [--keep DIR] \
+        [--runtimes torch,auto]
 """
 from __future__ import annotations
 
@@ -62,9 +65,9 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def model_only(dataset: Path, input_size: int, batch_size: int, batches: int) -> Measurement:
+def model_only(dataset: Path, input_size: int, batch_size: int, batches: int, runtime: str) -> Measurement:
     """The embedder alone on pre-decoded batches (one warm-up batch not timed)."""
-    embedder = Embedder(build_branch(ModelRequest(input_size=input_size)), torch.device("cpu"))
+    embedder = Embedder(build_branch(ModelRequest(input_size=input_size)), torch.device("cpu"), runtime)
     needed = batch_size * (batches + 1)
     files = list(itertools.islice(scan_collection(dataset), needed))
     decoded = [read_image_file(ReadRequest(i, dataset / f.path), input_size, DEFAULT_MAX_PIXELS).pixels
@@ -96,42 +99,33 @@ def fixed_cost(dataset: Path, options: list[object], batch_size: int, model: Mea
     return Measurement(count, seconds - count / model.rate, cpu - count * model.cpu_ms_per_image / 1000)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
-    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
-    parser.add_argument("--batch-size", type=int, default=CPU_BATCH_SIZE)
-    parser.add_argument("--workers", type=int, default=None, help="passed to whysim (default: its own)")
-    parser.add_argument("--model-batches", type=int, default=12, help="timed batches for the model-only rate")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the data directory here (for bench_rerun.py)")
-    args = parser.parse_args()
-    dataset = require_dataset(args.dataset)
-
+def measure(dataset: Path, args: argparse.Namespace, runtime: str) -> dict[str, float]:
+    """Model-only before and after, `whysim index` end to end and its fixed cost, for one runtime."""
     def model_line(label: str, m: Measurement) -> None:
         print(f"{label:<22}{m.rate:6.1f} images/s  {m.cpu_ms_per_image:5.1f} CPU ms/image  "
-              f"(lite0, {args.input_size}px, batch {args.batch_size})", flush=True)
+              f"(lite0, {args.input_size}px, batch {args.batch_size}, runtime {runtime})", flush=True)
 
-    before = model_only(dataset, args.input_size, args.batch_size, args.model_batches)
+    before = model_only(dataset, args.input_size, args.batch_size, args.model_batches, runtime)
     model_line("model only (before):", before)
 
     data_dir = args.keep or Path(tempfile.mkdtemp(prefix="whysim-bench-"))
     shutil.rmtree(data_dir, ignore_errors=True)
-    options = ["--device", "cpu", "--input-size", args.input_size, "--batch-size", args.batch_size, "--no-progress"]
+    options = ["--device", "cpu", "--input-size", args.input_size, "--batch-size", args.batch_size, "--no-progress",
+               "--runtime", runtime]
     if args.workers is not None:
         options += ["--workers", args.workers]
     children_before = cpu_seconds(resource.RUSAGE_CHILDREN)
     seconds, report = run_whysim("index", dataset, "--data-dir", data_dir, *options)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if args.keep is None:
         shutil.rmtree(data_dir, ignore_errors=True)
     processed = report["indexed"] + report["duplicates"] + report["failed"]
     whole = Measurement(processed, seconds, cpu_seconds(resource.RUSAGE_CHILDREN) - children_before)
     print(f"{'whysim index:':<22}{whole.rate:6.1f} images/s  {whole.cpu_ms_per_image:5.1f} CPU ms/image  "
-          f"({processed} images in {seconds:.1f} s wall; embedding loop {report['images_per_second']:.1f} "
-          f"images/s; {report['indexed']} indexed, {report['duplicates']} duplicate, {report['failed']} failed; "
-          f"peak memory {peak_mb:.0f} MB)", flush=True)
+          f"({processed} images in {seconds:.1f} s wall, first-run model conversion included; embedding loop "
+          f"{report['images_per_second']:.1f} images/s; {report['indexed']} indexed, {report['duplicates']} duplicate, "
+          f"{report['failed']} failed)", flush=True)
 
-    after = model_only(dataset, args.input_size, args.batch_size, args.model_batches)
+    after = model_only(dataset, args.input_size, args.batch_size, args.model_batches, runtime)
     model_line("model only (after):", after)
     model_cpu_ms = (before.cpu_ms_per_image + after.cpu_ms_per_image) / 2
     model = Measurement(1, 2 / (before.rate + after.rate), model_cpu_ms / 1000)  # the mean model cost of one image
@@ -146,17 +140,42 @@ def main() -> None:
           f"(end-to-end CPU = {1 / cpu_ratio:.2f}x the model's)")
     print(f"without the fixed cost:        {steady_ratio:.2f} wall-clock, {model_cpu_ms / steady.cpu_ms_per_image:.2f} "
           f"in CPU time ({steady.cpu_ms_per_image:.1f} CPU ms/image = "
-          f"{steady.cpu_ms_per_image / model_cpu_ms:.2f}x the model's)")
-    print(json.dumps({
-        "dataset": str(dataset), "images": processed, "wall_seconds": round(seconds, 2),
-        "end_to_end_images_per_second": round(whole.rate, 2), "end_to_end_cpu_ms": round(whole.cpu_ms_per_image, 2),
-        "embedding_loop_images_per_second": report["images_per_second"],
-        "model_only_before": round(before.rate, 2), "model_only_after": round(after.rate, 2),
-        "model_only_cpu_ms": round((before.cpu_ms_per_image + after.cpu_ms_per_image) / 2, 2),
-        "ratio": round(ratio, 3), "cpu_ratio": round(cpu_ratio, 3), "peak_memory_mb": round(peak_mb),
-        "fixed_wall_seconds": round(fixed.seconds, 2), "fixed_cpu_seconds": round(fixed.cpu_seconds, 2),
-        "steady_ratio": round(steady_ratio, 3), "steady_cpu_ms": round(steady.cpu_ms_per_image, 2),
-        "workers": args.workers, "input_size": args.input_size, "batch_size": args.batch_size}))
+          f"{steady.cpu_ms_per_image / model_cpu_ms:.2f}x the model's)", flush=True)
+    return {"runtime": runtime, "images": processed, "wall_seconds": round(seconds, 2),
+            "end_to_end_images_per_second": round(whole.rate, 2), "end_to_end_cpu_ms": round(whole.cpu_ms_per_image, 2),
+            "embedding_loop_images_per_second": report["images_per_second"],
+            "model_only_before": round(before.rate, 2), "model_only_after": round(after.rate, 2),
+            "model_only_cpu_ms": round(model_cpu_ms, 2), "ratio": round(ratio, 3), "cpu_ratio": round(cpu_ratio, 3),
+            "fixed_wall_seconds": round(fixed.seconds, 2), "fixed_cpu_seconds": round(fixed.cpu_seconds, 2),
+            "steady_ratio": round(steady_ratio, 3), "steady_cpu_ms": round(steady.cpu_ms_per_image, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    parser.add_argument("--batch-size", type=int, default=CPU_BATCH_SIZE)
+    parser.add_argument("--workers", type=int, default=None, help="passed to whysim (default: its own)")
+    parser.add_argument("--model-batches", type=int, default=12, help="timed batches for the model-only rate")
+    parser.add_argument("--runtimes", default="torch,auto", help="measured in this order; the last against the first")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the data directory here (for bench_rerun.py)")
+    args = parser.parse_args()
+    dataset = require_dataset(args.dataset)
+    runs = []
+    for runtime in args.runtimes.split(","):
+        print(f"-- runtime {runtime}", flush=True)
+        runs.append(measure(dataset, args, runtime))
+    first, last = runs[0], runs[-1]
+    if len(runs) > 1:
+        def model_rate(run: dict[str, float]) -> float:
+            return (run["model_only_before"] + run["model_only_after"]) / 2
+
+        print(f"speed-up of {last['runtime']} over {first['runtime']}: model only "
+              f"{model_rate(last) / model_rate(first):.2f}x ({model_rate(last):.1f} vs {model_rate(first):.1f} images/s), "
+              f"whysim index end to end {last['end_to_end_images_per_second'] / first['end_to_end_images_per_second']:.2f}x "
+              f"({last['end_to_end_images_per_second']:.1f} vs {first['end_to_end_images_per_second']:.1f} images/s)")
+    print(json.dumps({"dataset": str(dataset), "input_size": args.input_size, "batch_size": args.batch_size,
+                      "workers": args.workers, "runs": runs}))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from whysim.indexer.evaluation.verification import pair_scores, verification_pai
 from whysim.indexer.model.loading import ModelRequest, build_branch
 from whysim.indexer.model.pooling import AveragePool, GeMPool
 from whysim.indexer.model.whitening import DEFAULT_POWER, DEFAULT_SHRINKAGE, fit_whitening
-from whysim.indexer.pipeline.embedding import retain_freed_memory
+from whysim.indexer.runtime.torch_session import retain_freed_memory
 from whysim.indexer.training.collection import LabelledCollection, scan_labelled
 from whysim.indexer.verdicts import Cohort, VerdictJudge, VerdictRule, balanced_accuracy
 
