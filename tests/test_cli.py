@@ -18,7 +18,7 @@ from whysim.indexer.datadir import DataDir
 INDEX_KEYS = {"indexed", "unchanged", "duplicates", "failed", "removed", "missing", "repaired", "seconds",
               "images_per_second", "vectors", "index_type", "whitening", "model", "failing", "failures"}
 STATS_KEYS = {"data_dir", "images", "vectors", "model", "model_card", "index_type", "whitening", "status",
-              "collections", "vector_store", "disk_bytes"}
+              "collections", "vector_store", "disk_bytes", "collection_kind"}
 
 
 def test_json_outputs_have_the_documented_keys(make_collection, datadir) -> None:
