@@ -19,8 +19,7 @@ from benchmarks.http_load import LoadClient, Workload, multipart_image, whysim_s
 from conftest import encode, make_picture
 
 from search_layer.collection import PICTURE_SIZE, SMALL_MODEL, run_index
-from whysim.indexer.datadir import DataDir
-from whysim.indexer.vector_stores.choice import VECTOR_STORE_ENV
+from whysim.indexer.datadir import VECTOR_STORE_ENV, DataDir
 
 pytestmark = pytest.mark.slow
 ADDED = 24
