@@ -38,7 +38,7 @@ def test_a_flooding_client_gets_429_and_the_searchers_beside_it_do_not(built_ind
     with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "4", "--trusted-proxies", "1",
                        "--explain-limit", "2/minute") as server:
         server.get_json("/api/health")
-        run = run_locust(server.base_url, workload, tmp_path / "fair", users=3, seconds=8,
+        run = run_locust(server.base_url, workload, tmp_path / "fair", users=3, seconds=15,
                          user_classes=("Searcher", "Flooder"), max_requests=20000)
     print(run.table())
     flood = run.stats["flood explain"]

@@ -222,7 +222,7 @@ async function start() {
     } else {
       showMessage("No images are indexed yet", [
         "Index a folder first, for example ",
-        el("code", { text: `whysim index PHOTOS/ --data-dir ${stats.data_dir}` }),
+        el("code", { text: `whysim index PHOTOS/${stats.data_dir ? ` --data-dir ${stats.data_dir}` : ""}` }),
         ", then reload this page.",
       ], "info");
     }

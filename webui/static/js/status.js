@@ -23,7 +23,7 @@ function describe(stats) {
 
 function details(stats) {
   const lines = [`model ${stats.model}`, `${stats.index_type} index, ${formatCount(stats.vectors)} vectors`,
-    `data directory ${stats.data_dir}`];
+    stats.data_dir ? `data directory ${stats.data_dir}` : ""].filter(Boolean);
   for (const root of stats.collections || []) lines.push(`collection ${root}`);
   return lines.join("\n");
 }
