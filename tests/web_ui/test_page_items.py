@@ -43,12 +43,14 @@ def test_a_link_to_an_upload_search_survives_a_restart(browser: Browser, ui_inde
             choose_file(page, photo_jpeg(2001))
             before = [card["id"] for card in shown_hits(page, 10)]
             link = page.url.replace(first.url, "")
-        with serving(datadir, tmp_path / "second.log") as second:  # a new process: nothing in memory
-            open_search(page, second, link)
-            assert [card["id"] for card in shown_hits(page, 10)] == before
-            expect(page.locator("#message")).to_be_hidden()
-            page.wait_for_function("() => document.getElementById('query-image').naturalWidth > 0")
-            page.screenshot(path=artifacts / "upload-link-after-restart.png")
+    with serving(datadir, tmp_path / "second.log") as second:  # a new process: nothing in memory
+        for size, viewport in SIZES.items():
+            with open_page(browser, viewport) as page:
+                open_search(page, second, link)
+                assert [card["id"] for card in shown_hits(page, 10)] == before
+                expect(page.locator("#message")).to_be_hidden()
+                page.wait_for_function("() => document.getElementById('query-image').naturalWidth > 0")
+                page.screenshot(path=artifacts / f"upload-link-after-restart-{size}.png")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -143,7 +145,13 @@ def test_hits_show_their_size_and_open_larger_with_arrow_keys_between(browser: B
         assert page.evaluate("location.pathname") == "/" and cards
 
 
-def test_arrow_keys_move_between_results(page: Page, server: LiveServer) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_arrow_keys_move_between_results(browser: Browser, server: LiveServer, size: str) -> None:
+    with open_page(browser, SIZES[size]) as page:
+        move_between_results_with_arrow_keys(page, server)
+
+
+def move_between_results_with_arrow_keys(page: Page, server: LiveServer) -> None:
     open_search(page, server, "?id=6&k=10")
     shown_hits(page, 10)
     columns = page.eval_on_selector("#hits", "grid => getComputedStyle(grid).gridTemplateColumns.split(' ').length")
@@ -158,8 +166,15 @@ def test_arrow_keys_move_between_results(page: Page, server: LiveServer) -> None
     assert page.evaluate(focused) == "1"
 
 
-def test_dropping_a_result_link_searches_with_it_and_other_links_are_never_fetched(page: Page,
-                                                                                    server: LiveServer) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_dropping_a_result_link_searches_with_it_and_other_links_are_never_fetched(browser: Browser,
+                                                                                    server: LiveServer,
+                                                                                    size: str) -> None:
+    with open_page(browser, SIZES[size]) as page:
+        drop_links(page, server)
+
+
+def drop_links(page: Page, server: LiveServer) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     open_search(page, server, "?id=7&k=5")
