@@ -1,15 +1,17 @@
 """What the benchmark scripts share: locating the dataset, running the real `whysim` CLI, and
-pooling one backbone pass several ways."""
+pooling one backbone pass several ways, and choosing one cut for several collections."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faiss
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # ../shared/datasets/flowers from the main checkout; from a worktree under wt/ it is one level up.
@@ -82,3 +84,17 @@ def tune_store(store: Any, nprobe: int | None = None, k_factor: int | None = Non
             inner.k_factor = float(k_factor)
     elif store.kind == "hnsw" and ef_search is not None:
         inner.hnsw.efSearch = int(ef_search)
+
+
+def least_shortfall_cut(curves: list[tuple[np.ndarray, np.ndarray]], metric: Callable[[np.ndarray, np.ndarray, float], float],
+                        quantiles: tuple[float, float], steps: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The one cut, over every collection's (scores, same) curve, whose worst shortfall from each
+    collection's own best `metric` is smallest, on a grid of `steps` cuts between the curves'
+    quantiles; returns the cut, each curve's metric there, and each curve's best on the grid."""
+    low = min(float(np.quantile(scores, quantiles[0])) for scores, _ in curves)
+    high = max(float(np.quantile(scores, quantiles[1])) for scores, _ in curves)
+    cuts = np.linspace(low, high, steps)
+    table = np.array([[metric(scores, same, cut) for cut in cuts] for scores, same in curves])
+    shortfall = (table - table.max(axis=1, keepdims=True)).min(axis=0)
+    best = int(np.argmax(shortfall))
+    return float(cuts[best]), table[:, best], table.max(axis=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_support import pooled_vectors, require_dataset
+from bench_support import least_shortfall_cut, pooled_vectors, require_dataset
 
 import whysim.indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 from whysim.indexer.evaluation.evaluate import verdict_metrics
@@ -116,13 +116,8 @@ def universal_cut(sets: list[tuple[np.ndarray, list[str]]], cosine: bool = False
         scores = sims if cosine else VerdictJudge(Cohort.sample(vectors), VerdictRule()).scores(
             vectors[pairs.left], vectors[pairs.right], sims)
         curves.append((scores, pairs.same))
-    low = min(float(np.quantile(scores, 0.01)) for scores, _ in curves)
-    high = max(float(np.quantile(scores, 0.999)) for scores, _ in curves)
-    cuts = np.linspace(low, high, 400)
-    table = np.array([[balanced_accuracy(scores, same, cut) for cut in cuts] for scores, same in curves])
-    shortfall = (table - table.max(axis=1, keepdims=True)).min(axis=0)
-    best = int(np.argmax(shortfall))
-    return float(cuts[best]), [float(value) for value in table[:, best]]
+    cut, column, _ = least_shortfall_cut(curves, balanced_accuracy, (0.01, 0.999), 400)
+    return cut, [float(value) for value in column]
 
 
 def print_speeds(candidates: list[Candidate], batch_size: int, rounds: int) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_support import require_dataset
+from bench_support import least_shortfall_cut, require_dataset
 
 import whysim.indexer  # noqa: F401  first: it sets the OpenMP wait policy before torch loads
 from whysim.indexer.collection_kind import instance_level
@@ -135,14 +135,10 @@ def main() -> None:
     print("\nOne cut for all collections (worst shortfall from each set's best F1):")
     for name in RULES:
         curves = [(results[c.name][name]["scores"], results[c.name][name]["same"]) for c in collections]
-        low = min(float(np.quantile(s, 0.001)) for s, _ in curves)
-        high = max(float(np.quantile(s, 0.999)) for s, _ in curves)
-        cuts = np.linspace(low, high, 600)
-        table = np.array([[f1_at(s, same, cut) for cut in cuts] for s, same in curves])
-        shortfall = (table - table.max(axis=1, keepdims=True)).min(axis=0)
-        best = int(np.argmax(shortfall))
-        per_set = ", ".join(f"{c.name} {table[i, best]:.3f} (best {table[i].max():.3f})" for i, c in enumerate(collections))
-        print(f"{name:>18} cut {cuts[best]:8.3f}: {per_set}")
+        cut, column, best = least_shortfall_cut(curves, f1_at, (0.001, 0.999), 600)
+        per_set = ", ".join(f"{c.name} {column[i]:.3f} (best {best[i]:.3f})"
+                            for i, c in enumerate(collections))
+        print(f"{name:>18} cut {cut:8.3f}: {per_set}")
     print("\nwhysim's label-free default: the rule for each collection's detected kind, at its own cut:")
     summary = {}
     for collection in collections:
