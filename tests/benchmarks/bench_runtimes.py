@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,32 @@ def open_embedder(spec: str, size: int, cache: Path) -> tuple[Embedder, float]:
     return embedder, time.perf_counter() - started
 
 
+def paired_rounds(embedders: dict[str, Embedder], batch: torch.Tensor, batches: int,
+                  rounds: int) -> dict[str, dict[str, Any]]:
+    """Each embedder in turn on the same batch, `rounds` times over, so every round compares them
+    under the same machine load; speed_vs_first is the median of the per-round ratios to the first."""
+    ms: dict[str, list[float]] = {spec: [] for spec in embedders}
+    cpu_ms: dict[str, list[float]] = {spec: [] for spec in embedders}
+    for _ in range(rounds):
+        for spec, embedder in embedders.items():
+            cpu_before, started = cpu_seconds(), time.perf_counter()
+            for _ in range(batches):
+                embedder(batch)
+            images = batches * len(batch)
+            ms[spec].append(1000 * (time.perf_counter() - started) / images)
+            cpu_ms[spec].append(1000 * (cpu_seconds() - cpu_before) / images)
+    base = next(iter(embedders))
+    summary = {}
+    for spec in embedders:
+        ratios = [b / s for b, s in zip(ms[base], ms[spec])]
+        summary[spec] = {"wall_ms_per_image": round(statistics.median(ms[spec]), 1),
+                         "cpu_ms_per_image": round(statistics.median(cpu_ms[spec]), 1),
+                         "images_per_second": round(1000 / statistics.median(ms[spec]), 1),
+                         "speed_vs_first": round(statistics.median(ratios), 2),
+                         "speed_range": [round(min(ratios), 2), round(max(ratios), 2)]}
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
@@ -78,28 +105,12 @@ def main() -> None:
             embedders[spec] = embedder
             print(f"{spec:<20} opened in {opened:5.1f} s (first run: conversion included); "
                   f"max abs difference to {specs[0]}: {np.abs(vectors - reference).max():.1e}", flush=True)
-        ms: dict[str, list[float]] = {spec: [] for spec in specs}
-        cpu_ms: dict[str, list[float]] = {spec: [] for spec in specs}
-        for _ in range(args.rounds):
-            for spec, embedder in embedders.items():
-                cpu_before, started = cpu_seconds(), time.perf_counter()
-                for _ in range(args.batches):
-                    embedder(batch)
-                images = args.batches * len(batch)
-                ms[spec].append(1000 * (time.perf_counter() - started) / images)
-                cpu_ms[spec].append(1000 * (cpu_seconds() - cpu_before) / images)
-    base = specs[0]
-    summary = {}
+        summary = paired_rounds(embedders, batch, args.batches, args.rounds)
     for spec in specs:
-        ratios = [b / s for b, s in zip(ms[base], ms[spec])]
-        summary[spec] = {"wall_ms_per_image": round(statistics.median(ms[spec]), 1),
-                         "cpu_ms_per_image": round(statistics.median(cpu_ms[spec]), 1),
-                         "images_per_second": round(1000 / statistics.median(ms[spec]), 1),
-                         "speed_vs_first": round(statistics.median(ratios), 2),
-                         "speed_range": [round(min(ratios), 2), round(max(ratios), 2)]}
         print(f"{spec:<20} {summary[spec]['images_per_second']:6.1f} images/s  "
               f"{summary[spec]['wall_ms_per_image']:6.1f} ms/image wall  {summary[spec]['cpu_ms_per_image']:6.1f} "
-              f"CPU ms/image  {summary[spec]['speed_vs_first']:.2f}x {base} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+              f"CPU ms/image  {summary[spec]['speed_vs_first']:.2f}x {specs[0]} "
+              f"(rounds {summary[spec]['speed_range'][0]:.2f}-{summary[spec]['speed_range'][1]:.2f})")
     print(json.dumps({"batch_size": len(batch), "input_size": args.input_size, "rounds": args.rounds,
                       "runtimes": summary}))
 
