@@ -27,7 +27,7 @@ from whysim.search.api.settings import (
     LOOPBACK_UPLOAD_RATE_LIMIT,
     ApiSettings,
 )
-from whysim.search.serving.memory import keep_heap_small
+from whysim.search.serving.memory import use_one_kept_heap
 from whysim.webui.app import METRICS_ROUTE_KEY, TRUSTED_PROXIES_KEY, create_app
 from whysim.webui.connection_guard import ConnectionPolicy
 from whysim.webui.production import DEFAULT_THREADS, serve_production
@@ -98,7 +98,7 @@ def serve_command(data_dir: Path, catalog_url: str | None, host: str, port: int,
     """Serve the search page and the JSON API (under /api/) for a data directory."""
     admin_token = read_admin_token(admin_token_file, admin_token_argument)
     configure_access_log(access_log)
-    keep_heap_small()
+    use_one_kept_heap()
     defaults = ApiSettings().for_loopback() if loopback_only(host, trusted_proxies) else ApiSettings()
     upload_limit = upload_limit or defaults.upload_rate_limit
     explain_limit = explain_limit or defaults.explain_rate_limit

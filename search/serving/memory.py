@@ -1,11 +1,18 @@
-"""Handing freed memory back to the system (glibc only; elsewhere these do nothing).
+"""How `whysim serve` uses glibc's heap (glibc only; elsewhere these do nothing).
 
-glibc keeps what a process frees for reuse: large blocks come from mmap at first, but after the
-first one is freed its dynamic threshold rises (up to 32 MB), so later decodes' 16 MB pixel
-blocks (PIL's) come from the heap and per-thread arenas, and the server's size stays at its peak
-after a burst of large uploads (issue 23: 5.2 GB after 20 uploads). A fixed mmap threshold sends
-such blocks back to the system as soon as they are freed, and malloc_trim returns what the
-heaps still hold once a burst is over.
+Two kinds of work share the process. PyTorch (explanations; embeddings with `--runtime torch`)
+allocates and frees blocks of tens of megabytes per layer: served by fresh mmaps, every layer
+page-faults them in again (an explanation at 448 px took 279 ms on the model thread, 269 ms of
+it in the kernel; 103 ms without). Threads make it worse: a thread's own arena cannot hold a
+block over 64 MB, so glibc maps those whatever the settings (an API re-index with PyTorch ran at
+10.7 images/s on a thread against 25.6 on the main thread). So the server keeps one heap for
+every thread (M_ARENA_MAX 1) that keeps what it frees (retain_freed_memory: no mmaps, no
+automatic trim).
+
+Uploads are the other kind: a burst of large decodes leaves the heap at its peak (issue 23:
+5.2 GB after 20 uploads of 7999x7999 PNGs). The decode budget bounds the peak, and
+release_freed_memory (malloc_trim) hands the free pages back when the last decode of a burst
+ends; malloc_trim also releases free pages in the middle of the heap, not only at its top.
 """
 from __future__ import annotations
 
@@ -16,10 +23,7 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter numbers, from glibc's malloc.h
-M_ARENA_MAX = -8
-MMAP_THRESHOLD_BYTES = 4 * 2**20  # above this, allocations are mapped and unmapped on their own
-ARENA_MAX = 4  # request threads share a few heaps instead of one each (glibc's default: 8 per core)
+M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 @functools.cache
@@ -31,14 +35,17 @@ def _libc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
-def keep_heap_small() -> bool:
-    """Fixes the mmap threshold and caps the arenas, for a long-running server; False where not glibc."""
+def use_one_kept_heap() -> bool:
+    """One heap for every thread, keeping what it frees (call before the server's threads start);
+    False where not glibc."""
+    from whysim.indexer.runtime.torch_session import retain_freed_memory  # imports torch: not at start-up
+
     libc = _libc()
     if libc is None:
         return False
-    done = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_ARENA_MAX, ARENA_MAX))
+    done = bool(libc.mallopt(M_ARENA_MAX, 1)) and retain_freed_memory()
     if not done:
-        logger.warning("mallopt refused the heap settings; memory freed after large uploads may stay with the process")
+        logger.warning("mallopt refused the heap settings; the model may page-fault its memory on every request")
     return done
 
 

@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -19,7 +21,7 @@ from search_layer.test_api_errors import assert_json_error, upload
 from whysim.indexer.imaging import decode_image
 from whysim.search.api.access_log import LOGGER_NAME, logfmt_value
 from whysim.search.serving.decode_budget import DecodeBudget, DecodeBusy, decode_cost
-from whysim.search.serving.memory import keep_heap_small, release_freed_memory
+from whysim.search.serving.memory import release_freed_memory, use_one_kept_heap
 from whysim.search.serving.model_host import ModelHost
 from whysim.webui.commands import read_admin_token
 
@@ -124,7 +126,46 @@ def test_a_full_budget_makes_decodes_wait_their_turn() -> None:
 
 
 def test_freed_memory_goes_back_to_the_system() -> None:
-    assert keep_heap_small() and release_freed_memory()  # glibc: mallopt and malloc_trim are there
+    assert use_one_kept_heap() and release_freed_memory()  # glibc: mallopt and malloc_trim are there
+
+
+# A third PyTorch batch on a worker thread (as the API's re-index and the model thread run it),
+# in a fresh process with or without the server's heap settings: its minor page faults.
+THREAD_FAULTS = """
+import resource, sys, threading
+import whysim.indexer
+import torch
+from whysim.indexer.model.loading import ModelRequest, build_branch
+from whysim.indexer.pipeline.embedding import Embedder
+from whysim.search.serving.memory import use_one_kept_heap
+if sys.argv[1] == "server":
+    use_one_kept_heap()
+embedder = Embedder(build_branch(ModelRequest(input_size=448)), torch.device("cpu"), "torch")
+batch = torch.zeros((16, 3, 448, 448), dtype=torch.uint8)  # activations over 64 MB a layer
+faults = []
+def run():
+    embedder(batch)
+    embedder(batch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    embedder(batch)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+print(faults[0])
+"""
+
+
+def test_pytorch_on_a_server_thread_reuses_its_memory_instead_of_faulting_it_in() -> None:
+    """glibc maps a thread's large blocks afresh on every allocation unless the server keeps one
+    heap (bench_server_heap.py: 2.5x slower embedding on a thread, all of it kernel time)."""
+    def faults(policy: str) -> int:
+        done = subprocess.run([sys.executable, "-c", THREAD_FAULTS, policy], capture_output=True, text=True,
+                              check=True)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    kept, default = faults("server"), faults("glibc defaults")
+    assert kept * 20 < default, (kept, default)
 
 
 def test_the_model_thread_yields_the_cores_to_requests(tmp_path) -> None:
