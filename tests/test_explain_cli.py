@@ -82,6 +82,14 @@ def test_explain_prints_a_readable_summary_and_defaults_the_panel_name(tmp_path,
     # No index in the data directory: nothing to judge against, so the model card's cosine cut decides.
     assert "verdict rule: similar when the cosine similarity" in out
     assert (tmp_path / "explain-first-vs-second.png").is_file()
+    # Region shares as the page lists them: each side's list adds up to 100% (not each region's
+    # part of all the evidence over every pair of cells, which reads "0%").
+    parts: dict[str, list[int]] = {}
+    for found in re.finditer(r"region pair \d+: .*?, (\d+)% of the listed regions' evidence (for|against) the match", out):
+        parts.setdefault(found[2], []).append(int(found[1]))
+    assert parts and sum(map(len, parts.values())) == len(re.findall(r"^region pair", out, flags=re.M)), out
+    for side in parts.values():
+        assert abs(sum(side) - 100) <= len(side), out  # rounding to whole percent
 
 
 def test_explain_refuses_a_file_that_is_not_an_image(tmp_path, datadir) -> None:

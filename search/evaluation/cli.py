@@ -41,7 +41,13 @@ from whysim.search.evaluation.faithfulness_evaluation import (
 from whysim.search.evaluation.image_files import read_image_file
 from whysim.search.evaluation.model_choice import choose_branch, collection_context
 from whysim.search.evaluation.pair_sampling import draw_pairs, labelled_files
-from whysim.search.explain.correspondence import DEFAULT_MATCHES, MAX_MATCHES, box_matches, correspondence_summary
+from whysim.search.explain.correspondence import (
+    DEFAULT_MATCHES,
+    MAX_MATCHES,
+    box_matches,
+    correspondence_summary,
+    shares_of_the_listed,
+)
 from whysim.search.explain.gradcam import DEFAULT_METHOD, METHODS, PairExplainer, PairExplanation, cosine_rule
 from whysim.search.explain.overlays import explanation_panel
 
@@ -154,10 +160,11 @@ def explain_command(ctx: click.Context, first: Path, second: Path, output: Path 
                f"(50% and up is similar; cosine similarity {explanation.similarity:.4f}; model {summary['model']})")
     click.echo(f"verdict rule: {explanation.rule['description'] if explanation.rule else '-'}")
     click.echo(f"factual maps: {summary['factual']}; counterfactual maps: {summary['counterfactual']}")
-    for match in matches:
+    for match, part in zip(matches, shares_of_the_listed(matches), strict=True):
         direction = "for" if match.supports else "against"
         click.echo(f"region pair {match.rank}: A {match.query_box} ~ B {match.hit_box}, "
-                   f"{match.evidence_share:.1%} of the evidence {direction} the match")
+                   f"{part:.0%} of the listed regions' evidence {direction} the match "
+                   f"({match.evidence_share:.1%} of all of it)")
     click.echo(f"panel: {output}")
 
 

@@ -354,6 +354,19 @@ class BoxMatch:
                 "evidence_share": round(self.evidence_share, 6)}
 
 
+def shares_of_the_listed(matches: list[BoxMatch]) -> list[float]:
+    """Each match's part of what the listed matches on its side (for or against) carry, so each
+    side's list adds up to 1, as the page lists them. A match's evidence_share is of all the
+    evidence, spread over every pair of cells (38,416 at 448 px), so a few regions' parts of it
+    read "0%"."""
+    parts = []
+    for match in matches:
+        members = [other for other in matches if other.supports == match.supports]
+        carried = sum(other.evidence_share for other in members)
+        parts.append(match.evidence_share / carried if carried > 0 else 1 / len(members))
+    return parts
+
+
 def box_matches(correspondence: Correspondence, count: int, query_size: tuple[int, int],
                 hit_size: tuple[int, int]) -> list[BoxMatch]:
     """The top `count` region pairs with their boxes; sizes are (width, height) of the originals."""

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from whysim.indexer.verdicts import match_percent
-from whysim.search.explain.correspondence import DEFAULT_MATCHES, BoxMatch, box_matches
+from whysim.search.explain.correspondence import DEFAULT_MATCHES, BoxMatch, box_matches, shares_of_the_listed
 from whysim.search.explain.gradcam import PairExplanation, upsample_map
 
 DEFAULT_OPACITY = 0.5
@@ -113,12 +113,12 @@ def explanation_panel(query: Image.Image, hit: Image.Image, explanation: PairExp
     draw.text((PAD, TITLE_H + 2), "Matched regions: query (left) and hit (right)", fill="black", font=caption_font)
     found = draw_matches(panel, query_fit, hit_fit, explanation, (PAD, matches_top), MATCH_GAP, matches)
     legend_left = PAD + query_fit.width + MATCH_GAP + hit_fit.width + 2 * PAD
-    for index, match in enumerate(found):
+    for index, (match, part) in enumerate(zip(found, shares_of_the_listed(found), strict=True)):
         y = matches_top + index * (CAPTION_SIZE + 8)
         colour = MATCH_COLOURS[(match.rank - 1) % len(MATCH_COLOURS)]
         draw.rectangle([legend_left, y + 2, legend_left + 12, y + 14], fill=colour, outline="black")
         direction = "for" if match.supports else "against"
-        draw.text((legend_left + 18, y), f"{match.rank}: {match.evidence_share:.0%} of the evidence {direction}",
+        draw.text((legend_left + 18, y), f"{match.rank}: {part:.0%} of the listed evidence {direction}",
                   fill="black", font=caption_font)
     draw.text((PAD, maps_top - CAPTION_H), f"Maps ({explanation.method}): evidence for and against the verdict",
               fill="black", font=caption_font)
