@@ -146,9 +146,10 @@ def test_hits_show_their_size_and_open_larger_with_arrow_keys_between(browser: B
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_arrow_keys_move_between_results(browser: Browser, server: LiveServer, size: str) -> None:
+def test_arrow_keys_move_between_results(browser: Browser, server: LiveServer, size: str, artifacts: Path) -> None:
     with open_page(browser, SIZES[size]) as page:
         move_between_results_with_arrow_keys(page, server)
+        page.screenshot(path=artifacts / f"arrow-keys-{size}.png")
 
 
 def move_between_results_with_arrow_keys(page: Page, server: LiveServer) -> None:
@@ -169,9 +170,11 @@ def move_between_results_with_arrow_keys(page: Page, server: LiveServer) -> None
 @pytest.mark.parametrize("size", SIZES)
 def test_dropping_a_result_link_searches_with_it_and_other_links_are_never_fetched(browser: Browser,
                                                                                     server: LiveServer,
-                                                                                    size: str) -> None:
+                                                                                    size: str,
+                                                                                    artifacts: Path) -> None:
     with open_page(browser, SIZES[size]) as page:
         drop_links(page, server)
+        page.screenshot(path=artifacts / f"dropped-link-refused-{size}.png")
 
 
 def drop_links(page: Page, server: LiveServer) -> None:
