@@ -46,8 +46,11 @@ lint: install-test
 	$(VENV)/bin/ruff check indexer search webui migrations tests setup.py
 	$(VENV)/bin/lint-imports
 
+# Two workers for everything but the tests whose assertions are timings; those run after, alone.
+# The workers share one Milvus server, which the controller starts (tests/conftest.py).
 test: lint chromium redis
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not serial"
+	$(PY) -m pytest -q -m serial
 
 bench: install-test
 	$(PY) tests/benchmarks/run_all.py $(ARGS)

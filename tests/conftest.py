@@ -74,10 +74,42 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+# Under pytest-xdist (`make test`) the controller starts the one Milvus server before its workers,
+# which inherit its port (or why it could not start): the bundled server's embedded etcd listens
+# on fixed ports, so a second server on the machine panics at start.
+SHARED_MILVUS_PORT_ENV = "WHYSIM_TEST_MILVUS_PORT"
+SHARED_MILVUS_UNAVAILABLE_ENV = "WHYSIM_TEST_MILVUS_UNAVAILABLE"
+SHARED_MILVUS = pytest.StashKey[MilvusTestServer]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller's part (xdist starts its workers after this hook)."""
+    if not getattr(session.config.option, "numprocesses", None) or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        server = start_milvus_server()
+    except MilvusServerUnavailable as exc:
+        os.environ[SHARED_MILVUS_UNAVAILABLE_ENV] = str(exc)
+        return
+    session.config.stash[SHARED_MILVUS] = server
+    os.environ[SHARED_MILVUS_PORT_ENV] = str(server.port)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    server = session.config.stash.get(SHARED_MILVUS, None)
+    if server is not None:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def milvus_server() -> Iterator[MilvusTestServer]:
-    """One throwaway Milvus standalone server for the whole run (skips, saying why, where the
-    bundled server cannot run)."""
+    """One throwaway Milvus standalone server for the whole run: the xdist controller's, or one
+    this process starts (skips, saying why, where the bundled server cannot run)."""
+    if port := os.environ.get(SHARED_MILVUS_PORT_ENV):
+        yield MilvusTestServer(int(port))
+        return
+    if reason := os.environ.get(SHARED_MILVUS_UNAVAILABLE_ENV):
+        pytest.skip(f"no Milvus server for the Milvus server tests: {reason}")
     try:
         server = start_milvus_server()
     except MilvusServerUnavailable as exc:
@@ -93,11 +125,14 @@ CATALOG_BACKENDS = ["sqlite", "postgres"]
 STORAGE = {"sqlite": ("sqlite", "faiss"), "postgres": ("postgres", "faiss"), "postgres-milvus": ("postgres", "milvus"),
            "postgres-milvus-server": ("postgres", "milvus-server")}
 FAISS_STORAGE = ["sqlite", "postgres"]
-# Every collection a Milvus server creates costs it ~3 s (loading), so the server runs a chosen
-# part of the storage suites, `@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)`:
-# the first run and rerun, interruption, pruning, compaction, kill -9, refresh over HTTP.
-DEFAULT_STORAGE = ["sqlite", "postgres", "postgres-milvus"]
-ALL_STORAGE = list(STORAGE)
+# The storage suites run on SQLite + FAISS (the single-machine default) and PostgreSQL + Milvus
+# Lite (the scale-out pairing, which covers the PostgreSQL catalog's code); PostgreSQL + FAISS
+# runs where FAISS files are the subject (FAISS_STORAGE). Every collection a Milvus server
+# creates costs it ~3 s (loading), so the server runs a chosen part of the storage suites,
+# `@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)`: the first run and rerun,
+# interruption, pruning, compaction, kill -9, refresh over HTTP.
+DEFAULT_STORAGE = ["sqlite", "postgres-milvus"]
+ALL_STORAGE = [*DEFAULT_STORAGE, "postgres-milvus-server"]
 
 
 @pytest.fixture(params=DEFAULT_STORAGE)
@@ -160,14 +195,15 @@ def catalog_url(new_catalog_url: Callable[[], str | None], vector_store: str | N
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """One local Ray cluster on two CPUs for the whole run (starting one takes ~25 s here);
-    in-process runs join it, child processes get its address (--ray-address)."""
+    in-process runs join it, child processes get its address (--ray-address). Always a new one
+    ("local"), never another test worker's cluster, which goes when that worker ends."""
     import ray
 
     from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
 
     for name, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(name, value)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

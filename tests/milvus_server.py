@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,10 @@ from benchmarks.http_load import free_port
 
 # Starting takes ~10 s; a machine that cannot run the binary fails long before this.
 START_TIMEOUT_MS = 120_000
+# The bundled server's embedded etcd listens on these whatever its configuration says, so one
+# such server runs on a machine at a time; a second one panics at start.
+EMBEDDED_ETCD_PORTS = (2379, 2380)
+PORTS_WAIT_S = 30  # a server just stopped takes a few seconds to let them go
 # Settings of the packaged config changed for a test server that holds a few hundred vectors:
 # a strongly consistent read waits for the next time tick, and loading a collection for the
 # query coordinator's next check, so shorter intervals make each such call ~10x cheaper.
@@ -36,13 +42,10 @@ class MilvusServerUnavailable(RuntimeError):
 
 @dataclass
 class MilvusTestServer:
-    server: Any  # milvus.MilvusServer
-    root: Path
+    port: int
+    server: Any = None  # milvus.MilvusServer, when this process started it (None: another process's)
+    root: Path | None = None
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def port(self) -> int:
-        return int(self.server.listen_port)
 
     @property
     def uri(self) -> str:
@@ -56,21 +59,56 @@ class MilvusTestServer:
         return f"milvus://127.0.0.1:{self.port}/{self.collection_name(prefix)}"
 
     def stop(self) -> None:
-        self.server.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Stops the server this process started; a server another process started is left to it."""
+        if self.server is not None:
+            self.server.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_milvus_server() -> MilvusTestServer:
+def start_milvus_server(attempts: int = 2) -> MilvusTestServer:
+    """A started server; a failed start is tried once more with new ports and a new directory (a
+    free port chosen here can be taken by another process before the server binds it)."""
     try:
         from milvus import MilvusServer
     except ImportError as exc:
         raise MilvusServerUnavailable("the `milvus` package (embedded Milvus server) is not installed: "
                                       "pip install 'whysim[milvus-server]'") from exc
+    failures = []
+    for _ in range(attempts):
+        try:
+            return _start_once(MilvusServer)
+        except MilvusServerUnavailable as exc:
+            failures.append(str(exc))
+    raise MilvusServerUnavailable(" | then: ".join(failures))
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for_etcd_ports() -> None:
+    deadline = time.monotonic() + PORTS_WAIT_S
+    while taken := [port for port in EMBEDDED_ETCD_PORTS if port_taken(port)]:
+        if time.monotonic() > deadline:
+            raise MilvusServerUnavailable(f"port {', '.join(map(str, taken))} is taken (the bundled server's embedded "
+                                          "etcd needs 2379 and 2380): is another Milvus server running on this machine?")
+        time.sleep(0.5)
+
+
+def _start_once(server_class: Any) -> MilvusTestServer:
+    wait_for_etcd_ports()
     root = Path(tempfile.mkdtemp(prefix="whysim-milvus-"))
     config_ports = {key: free_port() for key in ("etcd_port", "root_coord_port", "proxy_port", "proxy_internal_port",
                                                  "query_coord_port", "query_node_port", "index_coord_port",
                                                  "index_node_port", "data_coord_port", "data_node_port")}
-    server = MilvusServer(wait_for_started=False, **config_ports)
+    server = server_class(wait_for_started=False, **config_ports)
     for packaged, fast in FAST_SETTINGS.items():
         server.config.template_text = server.config.template_text.replace(packaged, fast)
     server.set_base_dir(str(root))
@@ -80,8 +118,9 @@ def start_milvus_server() -> MilvusTestServer:
         server.wait_started(timeout=START_TIMEOUT_MS)
     except Exception as exc:  # noqa: BLE001 - a missing library, a refused port, a crash: all say "cannot run here"
         log = root / "logs" / "milvus-stderr.log"
-        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        text = log.read_text(errors="replace") if log.exists() else ""
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
-        raise MilvusServerUnavailable(f"the bundled Milvus server did not start: {exc} {tail}".strip()) from exc
-    return MilvusTestServer(server, root)
+        # A Go panic says why in its first lines; the end of the log is its stack.
+        raise MilvusServerUnavailable(f"the bundled Milvus server did not start: {exc} {text[:1200]}".strip()) from exc
+    return MilvusTestServer(int(server.listen_port), server, root)

@@ -14,6 +14,8 @@ from whysim.indexer.catalog.database import SQLITE_BUSY_TIMEOUT_MS, open_catalog
 from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.datadir import DataDir
 
+pytestmark = pytest.mark.serial  # how long a writer waits for the lock
+
 
 @pytest.fixture
 def catalog_url() -> None:

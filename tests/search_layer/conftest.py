@@ -26,6 +26,11 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_collection(tmp_path_factory.mktemp("search") / "photos")
 
 
+# For tests of what no catalog query decides (connection handling, headers, rate limits, the
+# upload store on disk): they run once, on the SQLite catalog, instead of once per catalog.
+ANY_CATALOG = pytest.mark.parametrize("built_index", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(scope="session", params=CATALOG_BACKENDS)
 def built_index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, collection: Path) -> DataDir:
     """The shared index, once with a SQLite catalog and once with a PostgreSQL one."""

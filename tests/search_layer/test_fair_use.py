@@ -10,6 +10,7 @@ from conftest import encode, make_picture
 from limits import parse
 
 from search_layer.collection import PICTURE_SIZE
+from search_layer.conftest import ANY_CATALOG
 from whysim.search.api.routes import services
 from whysim.search.api.settings import ApiSettings
 from whysim.webui.commands import loopback_only
@@ -42,6 +43,7 @@ def open_explanation(client, hit: dict) -> list[int]:
     return statuses
 
 
+@ANY_CATALOG
 def test_the_pages_request_pattern_never_meets_the_default_limits(make_app, built_index) -> None:
     client = client_at(limited_app(make_app, built_index), "10.1.0.1")
     for seed in (301, 302):  # two uploads, each followed by opening every hit's explanation
@@ -52,6 +54,7 @@ def test_the_pages_request_pattern_never_meets_the_default_limits(make_app, buil
         assert set(statuses) == {200}, statuses
 
 
+@ANY_CATALOG
 def test_a_client_flooding_explanations_gets_429_and_the_others_do_not(make_app, built_index, images) -> None:
     app = limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="3/minute", WHYSIM_ADMIN_TOKEN=TOKEN)
     flooder, other = client_at(app, "10.2.0.1"), client_at(app, "10.2.0.2")
@@ -69,6 +72,7 @@ def test_a_client_flooding_explanations_gets_429_and_the_others_do_not(make_app,
     assert admin.status_code == 200  # admin-token clients are exempt
 
 
+@ANY_CATALOG
 def test_only_uploads_count_against_the_upload_limit(make_app, built_index, images) -> None:
     client = client_at(limited_app(make_app, built_index, WHYSIM_UPLOAD_RATE_LIMIT="1/minute"), "10.3.0.1")
     assert upload(client, 311).status_code == 200
@@ -77,6 +81,7 @@ def test_only_uploads_count_against_the_upload_limit(make_app, built_index, imag
     assert client.post("/api/search", json={"image_id": images["blobs/blobs_002.jpg"].id}).status_code == 200
 
 
+@ANY_CATALOG
 def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(make_app, built_index, images) -> None:
     app = limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="1/minute", WHYSIM_TRUSTED_PROXIES=1)
     proxy = client_at(app, "127.0.0.1")
@@ -86,11 +91,13 @@ def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(make_a
     assert proxy.get(url, headers={"X-Forwarded-For": "203.0.113.2"}).status_code == 200
 
 
+@ANY_CATALOG
 def test_unreadable_limits_are_refused_at_startup(make_app, built_index) -> None:
     with pytest.raises(ValueError, match="explain rate limit 'lots' is not a limit"):
         limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="lots")
 
 
+@ANY_CATALOG
 def test_an_unknown_rate_limit_storage_is_refused_at_startup(make_app, built_index) -> None:
     with pytest.raises(ValueError, match="rate limit storage 'redis:/localhost' is not a storage URI; use one of"):
         limited_app(make_app, built_index, WHYSIM_RATE_LIMIT_STORAGE="redis:/localhost")
@@ -107,6 +114,7 @@ def redis_uri():
         pytest.skip(f"no Redis server for the shared rate limits: {exc}")
 
 
+@ANY_CATALOG
 def test_servers_sharing_a_storage_allow_a_client_the_rate_once(make_app, built_index, images, redis_uri) -> None:
     """Two servers behind one load balancer: with memory:// each allows the full rate; with one
     Redis both count the same window."""
@@ -124,6 +132,7 @@ def test_servers_sharing_a_storage_allow_a_client_the_rate_once(make_app, built_
     assert statuses[redis_uri] == [200, 200, 429, 429]  # 2 a minute in all
 
 
+@ANY_CATALOG
 def test_a_full_model_queue_is_503_with_retry_after(make_app, built_index, images) -> None:
     app = make_app(built_index, WHYSIM_MODEL_QUEUE_SIZE=1)
     client = app.test_client()
@@ -146,6 +155,7 @@ def test_a_full_model_queue_is_503_with_retry_after(make_app, built_index, image
     assert client.get(url).status_code == 200
 
 
+@ANY_CATALOG
 def test_a_loopback_only_server_defaults_to_limits_one_person_never_meets(make_app, built_index) -> None:
     assert loopback_only("127.0.0.1", 0) and loopback_only("::1", 0) and loopback_only("localhost", 0)
     assert not loopback_only("0.0.0.0", 0) and not loopback_only("192.168.1.5", 0)

@@ -11,8 +11,9 @@ from benchmarks.http_load import whysim_server
 from benchmarks.locust_run import run_locust, write_workload
 
 from search_layer.collection import catalog_option
+from search_layer.conftest import ANY_CATALOG
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # p95 ratios under load
 
 
 def indexed_ids(images) -> list[int]:
@@ -33,6 +34,7 @@ def test_concurrent_searches_uploads_and_explanations_have_no_errors(built_index
     assert run.stats["Aggregated"].failures == 0 and health[0] == 200
 
 
+@ANY_CATALOG
 def test_a_flooding_client_gets_429_and_the_searchers_beside_it_do_not(built_index, images, tmp_path: Path) -> None:
     workload = write_workload(tmp_path / "workload.json", indexed_ids(images), [], k=5)
     with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "4", "--trusted-proxies", "1",

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.http_load import free_port, whysim_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from search_layer.conftest import ANY_CATALOG
 from whysim.search.api.access_log import LOGGER_NAME, logfmt
 
 TOKEN = "correct-horse-battery-staple-42"
@@ -102,6 +103,7 @@ def test_logfmt_quotes_what_needs_it() -> None:
     assert parse_logfmt(line) == {"path": '/a b"c', "plain": "x", "empty": ""}
 
 
+@ANY_CATALOG
 def test_metrics_port_serves_them_apart_from_the_public_port(built_index) -> None:
     port = free_port()
     with whysim_server(built_index.root, "--metrics-port", str(port)) as server:

@@ -11,6 +11,7 @@ from conftest import encode
 from PIL import Image
 
 from search_layer.collection import catalog_option
+from search_layer.conftest import ANY_CATALOG
 
 
 def post_json(port: int, body: dict) -> tuple[int, dict]:
@@ -34,6 +35,7 @@ def test_serve_answers_health_and_search_over_http(built_index, images) -> None:
         assert "development server, read-only" in server.log()
 
 
+@ANY_CATALOG
 def test_production_server_is_waitress_with_json_errors_and_security_headers(built_index, images) -> None:
     with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--threads", "2", "--max-upload-mb", "0.05") as server:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -67,6 +69,7 @@ def explain_status(port: int, query: int, hit: int, forwarded_for: str) -> int:
     return response.status
 
 
+@ANY_CATALOG
 def test_production_server_tells_clients_apart_only_behind_trusted_proxies(built_index, images) -> None:
     query, hit = images["blobs/blobs_001.jpg"].id, images["blobs/blobs_002.jpg"].id
     limited = ("--production", "--threads", "2", "--explain-limit", "1/minute")

@@ -9,16 +9,20 @@ import json
 import socket
 import time
 
+import pytest
 from benchmarks.http_load import whysim_server
 from benchmarks.slow_clients import SlowClients, raw_request
 
 from search_layer.collection import catalog_option
+from search_layer.conftest import ANY_CATALOG
 from whysim.webui.connection_guard import ConnectionPolicy
 
 OTHER_CLIENT = "127.0.0.2"  # any 127/8 address reaches the loopback server: a second client address
+pytestmark = pytest.mark.serial  # answers within 1 s under attack: a timing
 HOLD_S = 12.0  # longer than the header deadline, so the trickling connections must have been cut
 
 
+@ANY_CATALOG
 def test_one_address_holding_200_slow_connections_does_not_lock_out_another(built_index, images) -> None:
     query = images["blobs/blobs_001.jpg"].id
     search = json.dumps({"image_id": query, "k": 3}).encode()
@@ -48,6 +52,7 @@ def test_one_address_holding_200_slow_connections_does_not_lock_out_another(buil
                 connection.close()
 
 
+@ANY_CATALOG
 def test_errors_waitress_answers_itself_are_json_with_security_headers(built_index) -> None:
     with whysim_server(built_index.root, *catalog_option(built_index), "--production", "--max-upload-mb", "0.01") as server:
         # Over waitress's own body limit (twice the upload limit + 1 MiB): refused from the headers.

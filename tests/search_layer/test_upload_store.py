@@ -8,10 +8,12 @@ import os
 from conftest import encode, make_picture
 
 from search_layer.collection import PICTURE_SIZE
+from search_layer.conftest import ANY_CATALOG
 from whysim.search.serving.pictures import bytes_digest
 from whysim.search.serving.upload_store import UploadFiles
 
 
+@ANY_CATALOG
 def test_an_upload_search_survives_a_restart(make_app, index_copy) -> None:
     photo = encode(make_picture(401, PICTURE_SIZE))
     first = make_app(index_copy).test_client()
@@ -29,6 +31,7 @@ def test_an_upload_search_survives_a_restart(make_app, index_copy) -> None:
     assert explained.status_code == 200
 
 
+@ANY_CATALOG
 def test_a_digest_never_uploaded_is_still_a_404(make_app, index_copy) -> None:
     missing = make_app(index_copy).test_client().post("/api/search", json={"query": "ab" * 32})
     assert missing.status_code == 404 and "upload the query again" in missing.json["error"]
