@@ -130,7 +130,7 @@ FAISS_STORAGE = ["sqlite", "postgres"]
 # runs where FAISS files are the subject (FAISS_STORAGE). Every collection a Milvus server
 # creates costs it ~3 s (loading), so the server runs a chosen part of the storage suites,
 # `@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)`: the first run and rerun,
-# interruption, pruning, compaction, kill -9, refresh over HTTP.
+# interruption, kill -9 (two of its trials), refresh over HTTP.
 DEFAULT_STORAGE = ["sqlite", "postgres-milvus"]
 ALL_STORAGE = [*DEFAULT_STORAGE, "postgres-milvus-server"]
 

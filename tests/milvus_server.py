@@ -1,8 +1,9 @@
 """A throwaway Milvus standalone server for the tests, from the `milvus` package (embedded Milvus).
 
 The package bundles the server binary; it runs with its etcd, message queue and segments in a
-temporary directory, every port a free loopback port chosen here (so that test runs beside
-each other never meet), and is stopped and deleted at the end. Each test gets collections
+temporary directory, every configurable port a free loopback port chosen here, and is stopped
+and deleted at the end. Its embedded etcd binds 2379 and 2380 whatever the configuration, so one
+such server runs on a machine at a time (tests/conftest.py shares it between xdist workers). Each test gets collections
 of its own (`collection_name`), so nothing needs resetting between tests.
 """
 from __future__ import annotations

@@ -2,12 +2,11 @@
 
 Two kinds of work share the process. PyTorch (explanations; embeddings with `--runtime torch`)
 allocates and frees blocks of tens of megabytes per layer: served by fresh mmaps, every layer
-page-faults them in again (an explanation at 448 px took 279 ms on the model thread, 269 ms of
-it in the kernel; 103 ms without). Threads make it worse: a thread's own arena cannot hold a
-block over 64 MB, so glibc maps those whatever the settings (an API re-index with PyTorch ran at
-10.7 images/s on a thread against 25.6 on the main thread). So the server keeps one heap for
-every thread (M_ARENA_MAX 1) that keeps what it frees (retain_freed_memory: no mmaps, no
-automatic trim).
+page-faults them in again. Threads make it worse: a thread's own arena cannot hold a block over
+64 MB, so glibc maps those whatever the settings. So the server keeps one heap for every thread
+(M_ARENA_MAX 1) that keeps what it frees (retain_freed_memory: no mmaps, no automatic trim).
+tests/benchmarks/bench_server_heap.py, PyTorch on a worker thread at 448 px: embedding 10.6 ->
+26.0 images/s, an explanation 136 -> 103 ms, against the earlier 4 MB mmap threshold.
 
 Uploads are the other kind: a burst of large decodes leaves the heap at its peak (issue 23:
 5.2 GB after 20 uploads of 7999x7999 PNGs). The decode budget bounds the peak, and
