@@ -6,14 +6,15 @@ PIP := $(VENV)/bin/pip
 DATA_DIR ?= whysim-data
 PORT ?= 8000
 # The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it when missing,
-# and Debian's redis-server for the shared rate-limit test.
+# and Debian's redis-server and memcached for the shared rate-limit test.
 CHROMIUM := /usr/bin/chromium
 REDIS := /usr/bin/redis-server
+MEMCACHED := /usr/bin/memcached
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch/torchvision are pinned to the wheels this machine's pip can install offline.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install install-test chromium redis demo test bench lint clean
+.PHONY: venv install install-test chromium rate-limit-stores demo test bench lint clean
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +34,9 @@ chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }
 
-redis:
-	@test -x $(REDIS) || { $(SUDO) apt-get update && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server; }
+rate-limit-stores:
+	@test -x $(REDIS) && test -x $(MEMCACHED) || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server memcached; }
 
 demo: install
 	$(VENV)/bin/whysim index samples/flowers --data-dir $(DATA_DIR)
@@ -48,7 +49,7 @@ lint: install-test
 
 # Two workers for everything but the tests whose assertions are timings; those run after, alone.
 # The workers share one Milvus server, which the controller starts (tests/conftest.py).
-test: lint chromium redis
+test: lint chromium rate-limit-stores
 	$(PY) -m pytest -q -n 2 -m "not serial"
 	$(PY) -m pytest -q -m serial
 

@@ -1,6 +1,6 @@
 """Milvus collections in generations behind an alias: whitened vectors as in the FAISS file, the
-same answers, incremental runs in the served generation, rebuilds switched whole (also under
-kill -9), generations nobody serves dropped. On Milvus Lite and on a Milvus server."""
+same answers, incremental runs in the served generation, refits and rebuilds switched whole (also
+under kill -9), generations nobody serves dropped. On Milvus Lite and on a Milvus server."""
 from __future__ import annotations
 
 import os
@@ -90,16 +90,26 @@ def test_milvus_holds_the_whitened_vectors_of_the_faiss_file(tmp_path: Path, pho
     with live_store(on_milvus) as (_, store):
         assert_same_answers(VectorStore.load(on_faiss.vectors_path), store)
 
+    # Doubled, the collection is refitted: a run builds the next generation, as FAISS refits its file.
+    add_pictures(photos, 2000, PICTURES - 4)
+    refit_on_faiss = index_json(photos, on_faiss)["whitening"]
+    doubled = index_json(photos, on_milvus)
+    refit, served_refit, _ = generations_of(on_milvus)
+    assert doubled["whitening"] == refit.whitening == refit_on_faiss != faiss_report["whitening"]
+    assert refit.generation > after.generation and served_refit == refit.collection != served
+    with live_store(on_milvus) as (_, store):
+        assert_same_answers(VectorStore.load(on_faiss.vectors_path), store)
+
     # compact builds the next generation; once their grace is over, older ones are dropped.
     monkeypatch.setattr(milvus_generations, "RETIRED_GRACE_S", 0.0)
     refitted = whysim_json("compact", "--data-dir", on_faiss.root)["whitening"]  # on today's vectors
     compacted = whysim_json("compact", "--data-dir", on_milvus.root, "--index-type", "hnsw")
     final, served_final, collections = generations_of(on_milvus)
-    assert compacted["whitening"] == final.whitening == refitted != faiss_report["whitening"]
+    assert compacted["whitening"] == final.whitening == refitted
     assert compacted["index_type"] == "hnsw"
-    assert final.generation > record.generation and collections == {served_final} == {final.collection}
+    assert final.generation > refit.generation and collections == {served_final} == {final.collection}
     with live_store(on_milvus) as (_, store):
-        assert store.kind == "hnsw" and len(store) == PICTURES + 4
+        assert store.kind == "hnsw" and len(store) == 2 * PICTURES
         assert_same_answers(VectorStore.load(on_faiss.vectors_path), store)
 
 
@@ -136,15 +146,19 @@ def wait_for_lock(datadir: DataDir, process: subprocess.Popen) -> float:
     return time.monotonic()
 
 
-@pytest.fixture
-def served_reference(tmp_path: Path, photos: Path) -> tuple[DataDir, dict]:
-    """On Milvus Lite, whose embedded server dies with the killed process (a server outlives its
-    clients, so a kill there interrupts less), and where a rebuild takes a second, not ten."""
+@pytest.fixture(params=["lite", "server"])
+def served_reference(request: pytest.FixtureRequest, tmp_path: Path, photos: Path) -> tuple[DataDir, dict]:
+    """On Milvus Lite, whose embedded server dies with the killed process, and on a Milvus
+    server, which outlives its killed client with whatever that client had sent it."""
     datadir = DataDir(tmp_path / "data")
-    index_json(photos, datadir, "--vector-store", f"milvus:{tmp_path / 'vectors.db'}")
-    with live_store(datadir) as (_, store):
-        reference = dict(zip(store.ids().tolist(), store.branch_vectors()))
-    return datadir, reference  # the Lite file closed: only one process may open it
+    if request.param == "server":
+        store = request.getfixturevalue("milvus_server").vector_store("kill")
+    else:
+        store = f"milvus:{tmp_path / 'vectors.db'}"
+    index_json(photos, datadir, "--vector-store", store)
+    with live_store(datadir) as (_, live):
+        reference = dict(zip(live.ids().tolist(), live.branch_vectors()))
+    return datadir, reference  # a Lite file closed: only one process may open it
 
 
 def assert_served_generation_is_whole(datadir: DataDir, reference: dict) -> None:

@@ -5,7 +5,9 @@ stays unlimited: it costs milliseconds.
 The windows are counted in this process's memory by default, so each server behind a load
 balancer allows a client the full rate; `whysim serve --rate-limit-storage redis://HOST:PORT`
 (or any storage URI Flask-Limiter reads: memcached://, valkey://, mongodb://, ...) counts them
-in one store that the servers share.
+in one store that the servers share. Windows move with each request (the moving-window
+strategy) where the store can do that; Memcached cannot, and there a window is approximated
+from the current and the previous fixed one (the sliding-window-counter strategy).
 
 A client is its remote address; behind a reverse proxy, `whysim serve --trusted-proxies N`
 takes it from the X-Forwarded-For header that the N proxies in front of the server set.
@@ -24,7 +26,7 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
-from limits.storage import SCHEMES
+from limits.storage import SCHEMES, MovingWindowSupport
 
 from whysim.search.api.admin_auth import has_admin_token
 from whysim.search.api.settings import ApiSettings
@@ -44,6 +46,12 @@ class RateLimits:
     def of(cls, settings: ApiSettings) -> RateLimits:
         return cls(settings.upload_rate_limit, settings.explain_rate_limit, settings.overlay_rate_limit,
                    settings.rate_limits, settings.rate_limit_storage)
+
+    @property
+    def strategy(self) -> str:
+        """Flask-Limiter's strategy: the exact moving window where the storage keeps one."""
+        storage = SCHEMES[self.storage.split("://", 1)[0]]
+        return "moving-window" if issubclass(storage, MovingWindowSupport) else "sliding-window-counter"
 
     def check(self) -> None:
         """Refuses a limit string that Flask-Limiter cannot read (e.g. "20 a minute"), and a
@@ -76,7 +84,7 @@ def install_rate_limits(app: Flask, limits: RateLimits, endpoints: dict[str, str
     Flask-Limiter checks a route's own limit in a wrapper around its view, so this app's views
     are replaced by wrapped ones (the module's functions stay as they are for other apps)."""
     limits.check()
-    limiter = Limiter(get_remote_address, app=app, storage_uri=limits.storage, strategy="moving-window",
+    limiter = Limiter(get_remote_address, app=app, storage_uri=limits.storage, strategy=limits.strategy,
                       headers_enabled=True, enabled=limits.enabled)
     limiter.request_filter(has_admin_token)
     rules = {"upload": limiter.limit(limits.upload, exempt_when=lambda: not _is_upload(),

@@ -3,11 +3,14 @@ never reached by the page's own request pattern, and a bounded queue in front of
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 
 import pytest
 from conftest import encode, make_picture
 from limits import parse
+from rate_limit_stores import STORES, StoreUnavailable
+from whysim_cli import whysim
 
 from search_layer.collection import PICTURE_SIZE
 from search_layer.conftest import ANY_CATALOG
@@ -103,33 +106,39 @@ def test_an_unknown_rate_limit_storage_is_refused_at_startup(make_app, built_ind
         limited_app(make_app, built_index, WHYSIM_RATE_LIMIT_STORAGE="redis:/localhost")
 
 
-@pytest.fixture(scope="module")
-def redis_uri():
-    from redis_server import RedisUnavailable, running_redis
+SHARED_STORE_CLIENTS = itertools.count(1)
 
+
+@pytest.fixture(scope="module", params=sorted(STORES))
+def shared_storage(request: pytest.FixtureRequest):
+    """A store several servers can share: Redis, Memcached (Debian's servers, `make test` installs them)."""
     try:
-        with running_redis() as uri:
+        with STORES[request.param]() as uri:
             yield uri
-    except RedisUnavailable as exc:
-        pytest.skip(f"no Redis server for the shared rate limits: {exc}")
+    except StoreUnavailable as exc:
+        pytest.skip(f"no {request.param} server for the shared rate limits: {exc}")
 
 
 @ANY_CATALOG
-def test_servers_sharing_a_storage_allow_a_client_the_rate_once(make_app, built_index, images, redis_uri) -> None:
+def test_servers_sharing_a_storage_allow_a_client_the_rate_once(make_app, built_index, images, shared_storage) -> None:
     """Two servers behind one load balancer: with memory:// each allows the full rate; with one
-    Redis both count the same window."""
+    shared store both count the same window."""
     url = f"/api/explain?query={images['blobs/blobs_004.jpg'].id}&hit={images['stripes/stripes_004.jpg'].id}"
-    import redis
-
-    redis.Redis.from_url(redis_uri).flushall()  # the windows of the other catalog's run
     statuses = {}
-    for storage in ("memory://", redis_uri):
+    address = f"10.9.0.{next(SHARED_STORE_CLIENTS)}"  # not counted yet by the store, which outlives one run
+    for storage in ("memory://", shared_storage):
         servers = [limited_app(make_app, built_index, WHYSIM_EXPLAIN_RATE_LIMIT="2/minute",
                                WHYSIM_RATE_LIMIT_STORAGE=storage) for _ in range(2)]
-        clients = [client_at(server, "10.9.0.1") for server in servers]
+        clients = [client_at(server, address) for server in servers]
         statuses[storage] = [clients[turn % 2].get(url).status_code for turn in range(4)]
     assert statuses["memory://"] == [200, 200, 200, 200]  # 2 a minute on each server
-    assert statuses[redis_uri] == [200, 200, 429, 429]  # 2 a minute in all
+    assert statuses[shared_storage] == [200, 200, 429, 429]  # 2 a minute in all
+
+
+def test_whysim_serve_hands_its_rate_limit_storage_to_the_server(built_index) -> None:
+    refused = whysim("serve", "--data-dir", built_index.root, "--rate-limit-storage", "redis:/localhost",
+                     exit_code=1)
+    assert "rate limit storage 'redis:/localhost' is not a storage URI" in refused.output
 
 
 @ANY_CATALOG
