@@ -3,6 +3,7 @@ can offer them without loading it."""
 from __future__ import annotations
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+INDEX_TYPE_SETTING = "index_type"  # the catalog setting of a kind chosen by hand (absent: chosen by size)
 # Largest collection searched exactly: the size where one 1280-d query still takes about
 # 5 ms on two quiet cores (tests/benchmarks/bench_index_threshold.py, p50 wall ms: 5k 0.56,
 # 10k 3.2, 12.5k 4.1, 15k 4.9, 17.5k 5.7, 20k 6.4, 50k 16.0, 100k 31.7). Above it, HNSW.

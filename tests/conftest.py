@@ -199,9 +199,9 @@ def ray_cluster() -> Iterator[str]:
     ("local"), never another test worker's cluster, which goes when that worker ends."""
     import ray
 
-    from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
+    from whysim.indexer.pipeline.ray_engine import RAY_ENV
 
-    for name, value in QUIET_RAY_ENV.items():
+    for name, value in RAY_ENV.items():
         os.environ.setdefault(name, value)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:

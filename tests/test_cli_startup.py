@@ -45,13 +45,17 @@ def test_index_help_loads_no_model_index_or_web_framework() -> None:
     assert not loaded & {"torch", "faiss", "flask", "pydantic"}, loaded
 
 
-def test_stats_reads_the_index_without_torch(make_collection, tmp_path) -> None:
+def test_stats_and_compact_work_on_the_index_without_torch(make_collection, tmp_path) -> None:
     data = tmp_path / "data"
     subprocess.run([sys.executable, "-c", "from whysim.webui.cli import main; main()", "index", str(make_collection()),
                     "--data-dir", str(data), "--input-size", "64", "--no-progress"], check=True, timeout=300,
                    capture_output=True)
     output, loaded = loaded_after("stats", "--data-dir", str(data))
     assert "vectors: 8 in a flat index" in output
+    assert "torch" not in loaded
+    # compact re-whitens and rebuilds stored vectors: no model (the kill tests start it many times)
+    output, loaded = loaded_after("compact", "--data-dir", str(data))
+    assert "rebuilt 8 vectors into a flat index" in output
     assert "torch" not in loaded
 
 

@@ -13,9 +13,8 @@ from whysim.indexer.catalog.database import open_catalog_engine
 from whysim.indexer.catalog.repository import Catalog
 from whysim.indexer.collection_kind import settle_collection_kind
 from whysim.indexer.datadir import DataDir
-from whysim.indexer.index_kinds import INDEX_KINDS, choose_index_kind
+from whysim.indexer.index_kinds import INDEX_KINDS, INDEX_TYPE_SETTING, choose_index_kind
 from whysim.indexer.pipeline.reconcile import reconcile
-from whysim.indexer.pipeline.runner import INDEX_TYPE_SETTING
 from whysim.indexer.pipeline.whitening_policy import remember_choice, settle_whitening
 from whysim.indexer.vector_stores.choice import open_location
 

@@ -34,15 +34,17 @@ READ_BATCH = 16
 # Ray Data streams results back a block at a time; a block is also what a kill can lose
 # beyond the chunk in hand, so blocks are at most a chunk (and at most this many per pass).
 MAX_BLOCKS = 2000
-# Nothing leaves the machine: no usage reports, no dashboard, no metrics exporter.
-QUIET_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1",
-                 "RAY_enable_metrics_collection": "0"}
+# Nothing leaves the machine: no usage reports, no dashboard, no metrics exporter. And a new
+# local cluster may take its time: its GCS server takes ~25 s to start on two busy cores, close
+# to Ray's default wait of 30 s for it (a test run once failed there), so wait up to 120 s.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1",
+           "RAY_enable_metrics_collection": "0", "RAY_gcs_server_port_wait_time_s": "120"}
 
 
 def ensure_ray(address: str | None) -> Any:
     """Ray, connected: to `address` (a cluster), to the cluster this process already joined,
     or to a new local one on this machine's cores."""
-    for name, value in QUIET_RAY_ENV.items():
+    for name, value in RAY_ENV.items():
         os.environ.setdefault(name, value)
     try:
         import ray

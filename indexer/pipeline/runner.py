@@ -20,7 +20,7 @@ from whysim.indexer.collection_kind import settle_collection_kind
 from whysim.indexer.datadir import DataDir
 from whysim.indexer.errors import ModelMismatch, NoImagesFound
 from whysim.indexer.imaging import DEFAULT_MAX_PIXELS
-from whysim.indexer.index_kinds import INDEX_KINDS, choose_index_kind
+from whysim.indexer.index_kinds import INDEX_KINDS, INDEX_TYPE_SETTING, choose_index_kind
 from whysim.indexer.model.branch import SiameseBranch
 from whysim.indexer.model.card import ModelCard
 from whysim.indexer.model.loading import load_for_card, store_checkpoint_copy
@@ -48,7 +48,6 @@ from whysim.indexer.vector_stores.protocol import VectorLocation, VectorStore
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPE_SETTING = "index_type"
 # On CPU, 32 embeds as fast as 64 (tests/benchmarks/bench_index_throughput.py) with less
 # memory: at 224x224 a flowers run peaks at 1.9-2.1 GB resident against 2.3-3.3 GB.
 MAX_PASSES = 3

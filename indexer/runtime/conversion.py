@@ -18,7 +18,7 @@ from pathlib import Path
 
 from whysim.indexer.model.card import ModelCard
 
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2  # 2: OpenVINO models take uint8 pixels
 # Folders converted by this process, by name: a second data directory copies one instead of
 # converting again (a test session builds the same small model in many data directories).
 _converted_here: dict[str, Path] = {}

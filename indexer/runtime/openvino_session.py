@@ -4,7 +4,11 @@ The branch (BatchNorm folded) is converted once to OpenVINO's IR with a dynamic 
 compiled for full fp32 precision: OpenVINO would otherwise run bf16 on CPUs that have it, whose
 vectors differ from PyTorch's in the second decimal, and an index must be servable by either
 runtime with the explanation's score equal to the search score. With the THROUGHPUT hint the
-CPU plugin runs several streams, each on part of the cores; a batch is fed to them in small slices.
+CPU plugin runs several streams, each on part of the cores; a batch is fed to them one image per
+request, through a model compiled for a static batch of one.
+The model takes the uint8 pixels as they are decoded and converts them to float inside the graph,
+in its streams: converting a batch of 32 at 448 px in NumPy first took about 5% of the run on
+2 cores, and a quarter of the bytes cross into OpenVINO (the same vectors, bit for bit).
 """
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ from whysim.indexer.runtime.session import RuntimeUnavailable
 # THROUGHPUT measured faster than LATENCY (one stream on every core) at batch 32
 # (tests/benchmarks/bench_runtimes.py; docs/runtimes.md).
 DEFAULT_HINT = "THROUGHPUT"
-# Images per inference request: a batch goes through the streams in slices this small. OpenVINO
-# plans activation memory for the largest request, so whole batches of 32 at 448 px held 1.3 GB
-# where slices of 2 hold about 0.45 GB, and ran no faster (2 cores: 25.7 ms per image in slices
-# of 2, 25.1 of 4, 26.9 of 8, 36.7 as two halves of the batch).
-REQUEST_IMAGES = 2
+# Images per inference request: a batch goes through the streams one image at a time, on a model
+# compiled for that static shape. OpenVINO plans activation memory for the largest request, so
+# whole batches of 32 at 448 px held 1.3 GB where slices of 2 held about 0.45 GB; a static batch of
+# one ran 1.09-1.13x faster than dynamic slices of 2 (2 cores, rounds interleaved; as two halves
+# of the batch it ran 1.4x slower).
+REQUEST_IMAGES = 1
 
 
 def _convert(branch: SiameseBranch, target: Path) -> None:
@@ -36,7 +41,10 @@ def _convert(branch: SiameseBranch, target: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notes: OpenVINO traces with it
         model = ov.convert_model(branch, example_input=example, input=[([-1, 3, size, size], ov.Type.f32)])
-    ov.save_model(model, target, compress_to_fp16=False)
+    preprocessing = ov.preprocess.PrePostProcessor(model)
+    preprocessing.input().tensor().set_element_type(ov.Type.u8)
+    preprocessing.input().preprocess().convert_element_type(ov.Type.f32)
+    ov.save_model(preprocessing.build(), target, compress_to_fp16=False)
 
 
 class OpenVINOSession:
@@ -51,7 +59,11 @@ class OpenVINOSession:
         self.path, self.conversion_seconds = converted_model(
             cache_dir, branch.card, self.name, ov.__version__, "model.xml", lambda target: _convert(branch, target))
         config = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": "f32"}
-        self.compiled = ov.Core().compile_model(self.path, "CPU", config)
+        core = ov.Core()
+        model = core.read_model(self.path)
+        size = model.input(0).get_partial_shape()[2].get_length()
+        model.reshape([REQUEST_IMAGES, 3, size, size])
+        self.compiled = core.compile_model(model, "CPU", config)
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue = ov.AsyncInferQueue(self.compiled, self.streams)
         self._outputs: list[np.ndarray | None] = []
@@ -61,7 +73,9 @@ class OpenVINOSession:
         self._outputs[slot] = request.get_output_tensor(0).data.copy()  # type: ignore[attr-defined]
 
     def run(self, pixels: torch.Tensor) -> np.ndarray:
-        array = np.ascontiguousarray(pixels.cpu().numpy(), dtype=np.float32)
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"OpenVINO embeds uint8 images as they are decoded, not {pixels.dtype}")
+        array = np.ascontiguousarray(pixels.cpu().numpy())
         parts = [array[start:start + REQUEST_IMAGES] for start in range(0, len(array), REQUEST_IMAGES)]
         self._outputs = [None] * len(parts)
         for slot, part in enumerate(parts):

@@ -17,5 +17,5 @@ class EmbeddingSession(Protocol):
     """The runtime: "torch", "openvino" or "onnxruntime"."""
 
     def run(self, pixels: torch.Tensor) -> np.ndarray:
-        """uint8 (or float in [0, 255]) images (B, 3, S, S) -> L2-normalised float32 vectors (B, D)."""
+        """uint8 images (B, 3, S, S), as decoded -> L2-normalised float32 vectors (B, D)."""
         ...

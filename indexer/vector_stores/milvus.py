@@ -127,13 +127,14 @@ class MilvusStore:
     the whitening, which never changes in a collection)."""
 
     def __init__(self, client: Any, collection: str, dim: int, kind: str, spawn: Spawn,
-                 whitening: Whitening | None = None) -> None:
+                 whitening: Whitening | None = None, loaded: bool = True) -> None:
         self.client = client
         self.collection = collection
         self._dim = dim
         self.kind = kind
         self.whitening = whitening
         self._spawn = spawn
+        self._loaded = loaded
 
     @classmethod
     def open(cls, client: Any, collection: str, spawn: Spawn) -> MilvusStore:
@@ -158,19 +159,31 @@ class MilvusStore:
         index = client.prepare_index_params()
         index.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP", params=_index_params(kind))
         # Strong consistency: a search right after a write sees it (a server defaults to bounded staleness).
-        client.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong")
+        client.create_collection(collection, schema=schema, consistency_level="Strong")
+        client.create_index(collection, index)
         client.create_partition(collection, WHITENING_PARTITION)
-        return cls(client, collection, dim, kind, spawn)
+        # Loaded in the background while it is filled: loading even an empty collection takes a
+        # server ~2.4 s, a third of a refit of a few hundred vectors; the first read waits for it.
+        client.load_collection(collection, _async=True)
+        return cls(client, collection, dim, kind, spawn, loaded=False)
+
+    def wait_until_searchable(self) -> None:
+        """Returns once the collection is loaded (at once, but for a new one still loading)."""
+        if not self._loaded:
+            self.client.load_collection(self.collection)
+            self._loaded = True
 
     @property
     def dim(self) -> int:
         return self._dim
 
     def __len__(self) -> int:
+        self.wait_until_searchable()
         rows = self.client.query(self.collection, filter=IMAGES, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def _batches(self, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        self.wait_until_searchable()
         iterator = self.client.query_iterator(self.collection, batch_size=READ_BATCH, filter=IMAGES,
                                               output_fields=fields)
         try:
@@ -196,6 +209,7 @@ class MilvusStore:
 
     def _get(self, ids: list[int]) -> np.ndarray:
         """Vectors of `ids` (all present), in that order."""
+        self.wait_until_searchable()
         found: dict[int, Any] = {}
         for start in range(0, len(ids), WRITE_BATCH):
             for row in self.client.get(self.collection, ids=ids[start:start + WRITE_BATCH],
@@ -216,6 +230,7 @@ class MilvusStore:
     def remove(self, ids: np.ndarray | list[int]) -> int:
         id_array = as_ids(ids)
         id_array = id_array[id_array >= 0]
+        self.wait_until_searchable()
         removed = 0
         for start in range(0, len(id_array), WRITE_BATCH):
             chunk = [int(i) for i in id_array[start:start + WRITE_BATCH]]
@@ -228,6 +243,7 @@ class MilvusStore:
     def reconstruct(self, image_id: int) -> np.ndarray | None:
         if int(image_id) < 0:
             return None
+        self.wait_until_searchable()
         rows = self.client.get(self.collection, ids=[int(image_id)], output_fields=[VECTOR_FIELD])
         return np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32) if rows else None
 
@@ -238,6 +254,7 @@ class MilvusStore:
         ids = np.full((len(matrix), k), -1, dtype=np.int64)
         if not len(matrix):
             return scores, ids
+        self.wait_until_searchable()
         found = self.client.search(self.collection, data=list(matrix), limit=k, output_fields=[ID_FIELD],
                                    search_params=_search_params(self.kind, k), partition_names=[IMAGE_PARTITION],
                                    consistency_level=SEARCH_CONSISTENCY)

@@ -152,7 +152,7 @@ def main() -> int:
     from milvus_server import start_milvus_server
     from postgres_server import running_server
 
-    from whysim.indexer.pipeline.ray_engine import QUIET_RAY_ENV
+    from whysim.indexer.pipeline.ray_engine import RAY_ENV
 
     milvus = start_milvus_server()
     try:
@@ -160,7 +160,7 @@ def main() -> int:
             work = Path(scratch)
             root = sample_collection(args.collection, work / "sample", args.per_class)
             images = sum(1 for path in root.rglob("*") if path.is_file())
-            os.environ.update(QUIET_RAY_ENV)
+            os.environ.update(RAY_ENV)
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
             try:
                 urls = (server.url(server.create_database("server")), server.url(server.create_database("lite")))
