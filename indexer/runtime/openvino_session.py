@@ -61,8 +61,7 @@ class OpenVINOSession:
         config = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": "f32"}
         core = ov.Core()
         model = core.read_model(self.path)
-        size = model.input(0).get_partial_shape()[2].get_length()
-        model.reshape([REQUEST_IMAGES, 3, size, size])
+        model.reshape([REQUEST_IMAGES, 3, branch.input_size, branch.input_size])
         self.compiled = core.compile_model(model, "CPU", config)
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue = ov.AsyncInferQueue(self.compiled, self.streams)

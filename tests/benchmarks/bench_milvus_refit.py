@@ -20,11 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the server) when run as a script
 
-from whysim.webui.cli import cli  # noqa: E402
+from scaling_equivalence import run_cli  # noqa: E402 - in this process, where the Milvus calls are timed
 
 TIMED_CALLS = ("create_collection", "create_index", "load_collection", "upsert", "flush", "alter_alias",
                "create_alias", "drop_collection", "query", "query_iterator", "search")
@@ -52,13 +50,6 @@ def time_milvus_calls(spent: dict[str, float], waits_for_loads: list[bool]) -> N
         setattr(MilvusClient, name, timed)
 
 
-def run_whysim(*args: str) -> str:
-    result = CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"whysim {' '.join(map(str, args))} failed: {result.output}")
-    return result.output
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", type=Path)
@@ -75,7 +66,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="whysim-refit-") as work:
             data_dir = Path(work) / "data"
             started = time.perf_counter()
-            run_whysim("index", args.photos, "--data-dir", data_dir, "--no-progress",
+            run_cli("index", args.photos, "--data-dir", data_dir, "--no-progress",
                        "--vector-store", server.vector_store("refit"))
             print(f"index {args.photos}: {time.perf_counter() - started:.1f} s (first generation built)")
             ratios = []
@@ -85,7 +76,7 @@ def main() -> int:
                     waits_for_loads[0] = waits
                     spent.clear()
                     started = time.perf_counter()
-                    summary = run_whysim("compact", "--data-dir", data_dir).strip().splitlines()[-1]
+                    summary = run_cli("compact", "--data-dir", data_dir).strip().splitlines()[-1]
                     seconds[waits] = time.perf_counter() - started
                     calls = ", ".join(f"{name} {s:.2f}" for name, s in sorted(spent.items(), key=lambda item: -item[1])
                                       if s >= REPORTED_MIN_S)
