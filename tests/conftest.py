@@ -3,13 +3,24 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from milvus_server import MilvusServerUnavailable, MilvusTestServer, start_milvus_server
+from milvus_server import (
+    MilvusServerLease,
+    MilvusServerUnavailable,
+    MilvusTestServer,
+    SharedMilvusServer,
+    note_needed,
+    shared_server,
+)
 from PIL import Image
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
@@ -74,48 +85,70 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-# Under pytest-xdist (`make test`) the controller starts the one Milvus server before its workers,
-# which inherit its port (or why it could not start): the bundled server's embedded etcd listens
-# on fixed ports, so a second server on the machine panics at start.
-SHARED_MILVUS_PORT_ENV = "WHYSIM_TEST_MILVUS_PORT"
-SHARED_MILVUS_UNAVAILABLE_ENV = "WHYSIM_TEST_MILVUS_UNAVAILABLE"
-SHARED_MILVUS = pytest.StashKey[MilvusTestServer]()
+# The tests that need the Milvus test server (the `milvus_server` fixture, or a parameter marked
+# MILVUS_SERVER) run first, and the server is stopped once they are done: it costs every other
+# test CPU while it runs. Its embedded etcd binds fixed ports, so one server runs on a machine at a
+# time: under pytest-xdist (`make test`) the controller runs it for both workers.
+MILVUS_SERVER = pytest.mark.milvus_server
+SHARED_MILVUS_ENV = "WHYSIM_TEST_MILVUS_DIR"
+SHARED_MILVUS: list[SharedMilvusServer] = []  # the controller's
+MILVUS_SERVER_LEASE = MilvusServerLease()  # a run without workers
+
+
+def is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not os.environ.get("PYTEST_XDIST_WORKER")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The xdist controller's part (xdist starts its workers after this hook)."""
-    if not getattr(session.config.option, "numprocesses", None) or os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    try:
-        server = start_milvus_server()
-    except MilvusServerUnavailable as exc:
-        os.environ[SHARED_MILVUS_UNAVAILABLE_ENV] = str(exc)
-        return
-    session.config.stash[SHARED_MILVUS] = server
-    os.environ[SHARED_MILVUS_PORT_ENV] = str(server.port)
+    """The controller starts the server while its workers start (they inherit the folder)."""
+    if is_xdist_controller(session.config):
+        folder = Path(tempfile.mkdtemp(prefix="whysim-milvus-share-"))
+        os.environ[SHARED_MILVUS_ENV] = str(folder)
+        SHARED_MILVUS.append(SharedMilvusServer(folder))
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    server = session.config.stash.get(SHARED_MILVUS, None)
-    if server is not None:
-        server.stop()
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In the controller, every test's reports from every worker; in a worker, its own."""
+    if SHARED_MILVUS and report.when == "teardown":
+        SHARED_MILVUS[0].finished(report.nodeid)
 
 
-@pytest.fixture(scope="session")
+def pytest_sessionfinish() -> None:
+    for shared in SHARED_MILVUS:
+        shared.stop()
+        shutil.rmtree(shared.folder, ignore_errors=True)
+    MILVUS_SERVER_LEASE.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "milvus_server" in item.fixturenames:
+            item.add_marker(MILVUS_SERVER)
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("milvus_server") is None)  # stable
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if folder := os.environ.get(SHARED_MILVUS_ENV):
+        note_needed(Path(folder), [item.nodeid for item in session.items if item.get_closest_marker("milvus_server")])
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or not nextitem.get_closest_marker("milvus_server"):
+        MILVUS_SERVER_LEASE.stop()
+
+
+@pytest.fixture
 def milvus_server() -> Iterator[MilvusTestServer]:
-    """One throwaway Milvus standalone server for the whole run: the xdist controller's, or one
-    this process starts (skips, saying why, where the bundled server cannot run)."""
-    if port := os.environ.get(SHARED_MILVUS_PORT_ENV):
-        yield MilvusTestServer(int(port))
-        return
-    if reason := os.environ.get(SHARED_MILVUS_UNAVAILABLE_ENV):
-        pytest.skip(f"no Milvus server for the Milvus server tests: {reason}")
+    """The throwaway Milvus standalone server (skips, saying why, where the bundled server cannot
+    run); the collections the test named on it are dropped after it."""
     try:
-        server = start_milvus_server()
+        folder = os.environ.get(SHARED_MILVUS_ENV)
+        server = shared_server(Path(folder)) if folder else MILVUS_SERVER_LEASE.get()
     except MilvusServerUnavailable as exc:
         pytest.skip(f"no Milvus server for the Milvus server tests: {exc}")
     yield server
-    server.stop()
+    server.drop_collections()
 
 
 CATALOG_BACKENDS = ["sqlite", "postgres"]
@@ -128,11 +161,11 @@ FAISS_STORAGE = ["sqlite", "postgres"]
 # The storage suites run on SQLite + FAISS (the single-machine default) and PostgreSQL + Milvus
 # Lite (the scale-out pairing, which covers the PostgreSQL catalog's code); PostgreSQL + FAISS
 # runs where FAISS files are the subject (FAISS_STORAGE). Every collection a Milvus server
-# creates costs it ~3 s (loading), so the server runs a chosen part of the storage suites,
+# creates costs it 1-2 s (loading), so the server runs a chosen part of the storage suites,
 # `@pytest.mark.parametrize("storage", ALL_STORAGE, indirect=True)`: the first run and rerun,
 # interruption, kill -9 (two of its trials), refresh over HTTP.
 DEFAULT_STORAGE = ["sqlite", "postgres-milvus"]
-ALL_STORAGE = [*DEFAULT_STORAGE, "postgres-milvus-server"]
+ALL_STORAGE = [*DEFAULT_STORAGE, pytest.param("postgres-milvus-server", marks=MILVUS_SERVER)]
 
 
 @pytest.fixture(params=DEFAULT_STORAGE)
@@ -192,22 +225,39 @@ def catalog_url(new_catalog_url: Callable[[], str | None], vector_store: str | N
     return url
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """One local Ray cluster on two CPUs for the whole run (starting one takes ~25 s here);
-    in-process runs join it, child processes get its address (--ray-address). Always a new one
-    ("local"), never another test worker's cluster, which goes when that worker ends."""
-    import ray
+# Starts a cluster, prints its address, keeps it until its stdin closes.
+RAY_HEAD = ("import sys, ray; ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False, "
+            "configure_logging=False); print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read()")
 
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One local Ray cluster on two CPUs for the whole run (starting one takes ~25 s here), of
+    this test process alone (never another worker's, which goes when that worker ends); runs get
+    its address (--ray-address). It is started by a fresh process: Ray starts its servers with a
+    Python preexec_fn, which can hang in a child forked from a process with other threads (a
+    test worker's gRPC clients, once it has used Milvus: the GCS server then never came up)."""
     from whysim.indexer.pipeline.ray_engine import RAY_ENV
 
-    for name, value in RAY_ENV.items():
-        os.environ.setdefault(name, value)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray authenticates with a token, which processes started by the cluster's own process inherit;
+    # one of this run's own, given to the cluster, this process and its children.
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    with log.open("w") as errors:
+        head = subprocess.Popen([sys.executable, "-c", RAY_HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=errors, text=True, env={**RAY_ENV, **os.environ})
+    address = head.stdout.readline().strip() if head.stdout else ""
     try:
-        yield ray.get_runtime_context().gcs_address
+        if not address:
+            head.kill()
+            pytest.fail(f"the test Ray cluster did not start: {log.read_text()[-2000:]}")
+        yield address
     finally:
-        ray.shutdown()
+        import ray
+
+        ray.shutdown()  # the runs in this process joined it
+        if head.poll() is None:
+            head.communicate(timeout=120)  # closes its stdin: it shuts the cluster down
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MILVUS_SERVER
 from milvus_server import MilvusTestServer
 from test_whitening import add_pictures
 from whysim_cli import index_json, live_store, whysim_json
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 PICTURES = MIN_VECTORS + 6  # an instance-level collection just big enough to be whitened
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", pytest.param("server", marks=MILVUS_SERVER)])
 def milvus_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A --vector-store value: a Milvus Lite file, or a new collection on the session's server."""
     if request.param == "server":
@@ -146,7 +147,7 @@ def wait_for_lock(datadir: DataDir, process: subprocess.Popen) -> float:
     return time.monotonic()
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", pytest.param("server", marks=MILVUS_SERVER)])
 def served_reference(request: pytest.FixtureRequest, tmp_path: Path, photos: Path) -> tuple[DataDir, dict]:
     """On Milvus Lite, whose embedded server dies with the killed process, and on a Milvus
     server, which outlives its killed client with whatever that client had sent it."""

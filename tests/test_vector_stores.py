@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import encode, make_picture
+from conftest import MILVUS_SERVER, encode, make_picture
 from milvus_server import MilvusTestServer
 from whysim_cli import SMALL, index_json, snapshot, whysim
 
@@ -28,7 +28,7 @@ from whysim.indexer.vectors import VectorStore
 
 DIM = 32
 IDS = np.arange(300, dtype=np.int64) * 7 + 1000
-ENGINES = ["faiss", "milvus", "milvus-server"]
+ENGINES = ["faiss", "milvus", pytest.param("milvus-server", marks=MILVUS_SERVER)]
 
 
 def unit_vectors(count: int, seed: int = 0) -> np.ndarray:

@@ -160,10 +160,11 @@ class MilvusStore:
         index.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP", params=_index_params(kind))
         # Strong consistency: a search right after a write sees it (a server defaults to bounded staleness).
         client.create_collection(collection, schema=schema, consistency_level="Strong")
-        client.create_index(collection, index)
+        # Not waited for: an empty collection's index is there at once (pymilvus would poll after 0.5 s).
+        client.create_index(collection, index, sync=False)
         client.create_partition(collection, WHITENING_PARTITION)
         # Loaded in the background while it is filled: loading even an empty collection takes a
-        # server ~2.4 s, a third of a refit of a few hundred vectors; the first read waits for it.
+        # server up to ~2 s (its load checks run once a second); the first read waits for it.
         client.load_collection(collection, _async=True)
         return cls(client, collection, dim, kind, spawn, loaded=False)
 

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +84,14 @@ def every_answer(datadir: DataDir, k: int) -> dict[str, list[Hit]]:
 
 
 def index_and_search(root: Path, work: Path, postgres_urls: tuple[str, str], milvus_uri: str,
-                     ray_address: str | None, k: int = 5,
-                     index_options: tuple[str, ...] = ()) -> dict[str, dict[str, list[Hit]]]:
-    """setup name -> query path -> top-k hits; prints each setup's indexing report."""
+                     ray_address: str | None, k: int = 5, index_options: tuple[str, ...] = (),
+                     only: Collection[str] | None = None) -> dict[str, dict[str, list[Hit]]]:
+    """setup name -> query path -> top-k hits, for every setup or those named in `only`; prints
+    each setup's indexing report."""
     answers: dict[str, dict[str, list[Hit]]] = {}
     for setup in setups(work, postgres_urls, milvus_uri, ray_address):
+        if only is not None and setup.name not in only:
+            continue
         started = time.perf_counter()
         catalog = ("--catalog-url", setup.datadir.catalog_url_override) if setup.datadir.catalog_url_override else ()
         report = json.loads(run_cli("index", root, "--data-dir", setup.datadir.root, *catalog, *setup.options,

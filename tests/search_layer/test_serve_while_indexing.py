@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.http_load import LoadClient, Workload, multipart_image, whysim_server
-from conftest import encode, make_picture
+from conftest import MILVUS_SERVER, encode, make_picture
 
 from search_layer.collection import PICTURE_SIZE, SMALL_MODEL, run_index
 from whysim.indexer.datadir import VECTOR_STORE_ENV, DataDir
@@ -45,7 +45,7 @@ def wait_for_vectors(server, count: int, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("store", ["faiss", "milvus-server"])
+@pytest.mark.parametrize("store", ["faiss", pytest.param("milvus-server", marks=MILVUS_SERVER)])
 def test_serving_while_indexing_adds_and_prunes(tmp_path: Path, store: str, request: pytest.FixtureRequest,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """On FAISS, and on a Milvus server: `whysim serve` searches the collection that `whysim index`
