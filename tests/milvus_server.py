@@ -10,6 +10,7 @@ test. Each test gets collections of its own (`collection_name`), dropped after i
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -69,7 +70,7 @@ class MilvusTestServer:
     def drop_collections(self) -> None:
         """Drops every collection named here so far (with its generations and alias): the
         server's idle work grows with each loaded collection, as each one's channel takes every
-        time tick (a scratch probe: 10% of a core with none loaded, 45% with 30)."""
+        time tick (tests/benchmarks/bench_milvus_idle.py)."""
         if not self._made:
             return
         from pymilvus import MilvusClient
@@ -232,8 +233,10 @@ def note_needed(folder: Path, nodeids: list[str]) -> None:
     write_atomically(folder / SharedMilvusServer.NEEDED, json.dumps(nodeids))
 
 
+@functools.cache
 def shared_server(folder: Path) -> MilvusTestServer:
-    """A worker's part: the controller's server, once started (MilvusServerUnavailable: why not)."""
+    """A worker's part: the controller's server, once started (MilvusServerUnavailable: why not).
+    One object per worker, so the collection names it hands out never repeat."""
     status = folder / SharedMilvusServer.STATUS
     deadline = time.monotonic() + 2 * (PORTS_WAIT_S + START_TIMEOUT_MS / 1000)
     while not status.exists():

@@ -67,7 +67,7 @@ def main() -> int:
             data_dir = Path(work) / "data"
             started = time.perf_counter()
             run_cli("index", args.photos, "--data-dir", data_dir, "--no-progress",
-                       "--vector-store", server.vector_store("refit"))
+                    "--vector-store", server.vector_store("refit"))
             print(f"index {args.photos}: {time.perf_counter() - started:.1f} s (first generation built)")
             ratios = []
             for run in range(1, args.runs + 1):
